@@ -1,0 +1,3 @@
+module github.com/pgoutbox/pgoutbox
+
+go 1.26
