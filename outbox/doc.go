@@ -1,0 +1,42 @@
+// Package outbox is a transactional outbox for Go services on PostgreSQL.
+//
+// A service writes its domain rows and an outbox message in one transaction
+// (Enqueue on a store bound to the caller's pgx transaction with
+// PostgresStore.WithTx). Relays on any number of hosts then Claim messages
+// under a lease, deliver them, and Ack or Nack them. Delivery is at least
+// once: nothing that committed is lost, and a message is handed out again
+// only when its holder nacked it or its lease expired.
+//
+// # Guarantees
+//
+//   - Fencing: every claim carries a fresh random token. Only the holder of the
+//     current token can ack or nack; a consumer whose lease expired and whose
+//     message was claimed again gets false (Ack) or NackLostClaim (Nack).
+//   - Dedupe: a dedupe key is unique per (scope, lane, target) while its row
+//     exists. Enqueuing the same draft again returns the stored message with
+//     Deduplicated set; a different draft under the key fails with ErrConflict.
+//     Neither outcome aborts the caller's transaction.
+//   - Retries and dead letters: a nack requeues the message at a retry time
+//     until its attempts run out, then dead-letters it. A message whose lease
+//     expires with no attempts left (a poison message that crashes its
+//     consumer) is dead-lettered by the next claim instead of handed out again.
+//   - Scopes: PostgresStore.Scoped gives a view of one tenant that cannot see,
+//     claim, ack, nack or dedupe against any other scope's rows.
+//   - One clock: by default every timestamp comes from the database, so relays
+//     on hosts with skewed clocks agree on leases. WithClock injects a clock for
+//     deterministic tests.
+//
+// # Errors
+//
+// Every invalid input fails before anything is written, with an error that
+// wraps ErrValidation and names the field (see ValidationError). A dedupe
+// conflict wraps ErrConflict (see ConflictError). A failed call leaves the
+// table as it was.
+//
+// # Schema
+//
+// Migrate applies the embedded goose migrations (package schema) under an
+// advisory lock; the same files work with the goose CLI. The SQL the store runs
+// lives in the repository's queries/ directory and is compiled by sqlc into
+// package db.
+package outbox

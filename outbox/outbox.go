@@ -1,0 +1,211 @@
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Well-known lanes and targets of the system pgoutbox was ported from. Lanes
+// and targets are free-form strings; these are conveniences, not a closed set.
+const (
+	// LaneCanonical carries messages derived from canonical domain events.
+	LaneCanonical = "canonical"
+	// LaneProtocolReplay carries protocol replays.
+	LaneProtocolReplay = "protocol_replay"
+	// TargetProtocolProjector is the protocol projector consumer.
+	TargetProtocolProjector = "protocol_projector"
+	// TargetProtocolFanout is the protocol fan-out consumer.
+	TargetProtocolFanout = "protocol_fanout"
+	// TargetA2AWebhook is the agent-to-agent webhook consumer.
+	TargetA2AWebhook = "a2a_webhook"
+	// DefaultMaxAttempts is the number of deliveries a message gets when its
+	// draft leaves MaxAttempts at zero.
+	DefaultMaxAttempts = 5
+)
+
+// Limits on inputs. They keep every value storable and indexable (a btree
+// entry must stay well under Postgres's 2704-byte limit) and every request
+// bounded.
+const (
+	MaxLaneBytes       = 255
+	MaxTargetBytes     = 255
+	MaxDedupeKeyBytes  = 1024
+	MaxScopeBytes      = 512
+	MaxConsumerIDBytes = 255
+	// MaxPayloadBytes caps a payload's encoded size. Outbox messages are
+	// notifications, not blobs; store large data in a table and send its key.
+	MaxPayloadBytes = 64 << 20
+	// MaxPayloadDepth caps how deeply a payload's arrays and objects nest.
+	MaxPayloadDepth = 1000
+	// MaxClaimLimit caps ClaimRequest.Limit.
+	MaxClaimLimit = 10_000
+	// MaxLease caps ClaimRequest.Lease. Handlers that run longer extend
+	// their lease instead of taking a long one up front.
+	MaxLease = 24 * time.Hour
+	// MinLease is the shortest lease a claim accepts.
+	MinLease = time.Millisecond
+	// DefaultListLimit applies when ListFilter.Limit is zero.
+	DefaultListLimit = 100
+	// MaxListLimit caps ListFilter.Limit.
+	MaxListLimit = 1000
+	// MaxErrorBytes caps the reason stored by Nack; longer reasons are cut.
+	MaxErrorBytes = 4096
+)
+
+// Status is where a message is in its life cycle.
+type Status string
+
+// The statuses a message moves through: pending until claimed, claimed until
+// acked (delivered) or nacked (pending again, or dead_letter once its
+// attempts are used up).
+const (
+	StatusPending    Status = "pending"
+	StatusClaimed    Status = "claimed"
+	StatusDelivered  Status = "delivered"
+	StatusDeadLetter Status = "dead_letter"
+)
+
+// Valid reports whether s is one of the four statuses.
+func (s Status) Valid() bool {
+	switch s {
+	case StatusPending, StatusClaimed, StatusDelivered, StatusDeadLetter:
+		return true
+	}
+	return false
+}
+
+// NackOutcome says what a Nack did.
+type NackOutcome int
+
+// The outcomes of a Nack.
+const (
+	// NackRequeued: the message is pending again and becomes claimable at the
+	// retry time.
+	NackRequeued NackOutcome = iota + 1
+	// NackDeadLettered: the message had used all its attempts and is now a
+	// dead letter.
+	NackDeadLettered
+	// NackLostClaim: the caller does not hold the message (it is not claimed,
+	// does not exist in this scope, or was claimed again under another token).
+	// Nothing changed.
+	NackLostClaim
+)
+
+// String returns the outcome's name.
+func (o NackOutcome) String() string {
+	switch o {
+	case NackRequeued:
+		return "requeued"
+	case NackDeadLettered:
+		return "dead_lettered"
+	case NackLostClaim:
+		return "lost_claim"
+	}
+	return fmt.Sprintf("NackOutcome(%d)", int(o))
+}
+
+var (
+	// ErrValidation is wrapped by every error about an invalid input. Such a
+	// call writes nothing. errors.As with *ValidationError gives the field.
+	ErrValidation = errors.New("invalid input")
+	// ErrConflict is wrapped when a dedupe key is reused with a different
+	// draft. errors.As with *ConflictError gives the stored message.
+	ErrConflict = errors.New("dedupe key conflict")
+	// ErrNotFound is returned by Get when no message has the id in the
+	// store's scope.
+	ErrNotFound = errors.New("message not found")
+)
+
+// Draft is a message to enqueue.
+type Draft struct {
+	// Lane and Target say which consumer claims the message. Both are
+	// required, at most 255 bytes of UTF-8 without control characters.
+	Lane, Target string
+	// Payload is the message body: JSON that Postgres's jsonb accepts (no
+	// \u0000 escapes, no lone surrogates, numbers within numeric's range).
+	// It is stored as jsonb, so key order and whitespace are not preserved.
+	Payload json.RawMessage
+	// DedupeKey makes the enqueue idempotent per (scope, lane, target).
+	// "" means none; a present key must not be blank.
+	DedupeKey string
+	// AvailableAt delays the message; zero means now.
+	AvailableAt time.Time
+	// MaxAttempts bounds deliveries before the message dead-letters.
+	// 0 means DefaultMaxAttempts; negative is invalid.
+	MaxAttempts int
+}
+
+// Message is a stored outbox message.
+type Message struct {
+	// ID is opaque and unique. Pass it back to Ack, Nack and Get as is.
+	ID           string
+	Lane, Target string
+	Payload      json.RawMessage
+	DedupeKey    string
+	Status       Status
+	AvailableAt  time.Time
+	// AttemptCount is the number of times the message has been claimed.
+	AttemptCount int
+	MaxAttempts  int
+	// ClaimedBy and ClaimToken identify the current claim; empty unless the
+	// message is claimed.
+	ClaimedBy, ClaimToken string
+	// LeaseExpiresAt is zero when the message is not claimed.
+	LeaseExpiresAt time.Time
+	// LastError is the reason given by the last nack, or why the message was
+	// dead-lettered.
+	LastError            string
+	CreatedAt, UpdatedAt time.Time
+}
+
+// EnqueueResult is the outcome of an Enqueue.
+type EnqueueResult struct {
+	// Message is the stored message: the new one, or the one already holding
+	// the dedupe key.
+	Message Message
+	// Deduplicated is true when the draft's dedupe key was already held by an
+	// identical draft and nothing new was written.
+	Deduplicated bool
+}
+
+// ClaimRequest asks for messages of one lane and target.
+type ClaimRequest struct {
+	Lane, Target string
+	// Limit is the most messages to claim, 1 to MaxClaimLimit.
+	Limit int
+	// Lease is how long the claim holds before another consumer may take the
+	// message, MinLease to MaxLease.
+	Lease time.Duration
+	// ConsumerID names the claimer in ClaimedBy, for operators.
+	ConsumerID string
+}
+
+// ListFilter selects messages to list.
+type ListFilter struct {
+	// Status restricts the listing to one status; "" lists all.
+	Status Status
+	// Limit is the most messages returned: 0 means DefaultListLimit, larger
+	// values are capped at MaxListLimit, negative is invalid.
+	Limit int
+}
+
+// Store is the outbox contract. PostgresStore implements it.
+type Store interface {
+	// Enqueue validates d and stores it as a pending message, or returns the
+	// message already holding d's dedupe key.
+	Enqueue(ctx context.Context, d Draft) (EnqueueResult, error)
+	// Claim takes up to r.Limit claimable messages of r.Lane and r.Target,
+	// oldest available first, under a lease of r.Lease.
+	Claim(ctx context.Context, r ClaimRequest) ([]Message, error)
+	// Ack marks a claimed message delivered. It returns false when the caller
+	// does not hold the message's current claim token.
+	Ack(ctx context.Context, id, claimToken string) (bool, error)
+	// Nack gives a claimed message back: pending again at retryAt (zero
+	// means now) while it has attempts left, dead-lettered otherwise.
+	Nack(ctx context.Context, id, claimToken, reason string, retryAt time.Time) (NackOutcome, error)
+	// List returns messages oldest first, never more than MaxListLimit.
+	List(ctx context.Context, f ListFilter) ([]Message, error)
+}

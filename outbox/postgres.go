@@ -1,0 +1,359 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgoutbox/pgoutbox/db"
+)
+
+// PostgresStore is the Store on PostgreSQL. It is safe for concurrent use
+// when its connection is (a pgxpool.Pool is; a pgx.Conn or pgx.Tx is not).
+//
+// A PostgresStore is a value bound to one connection and one scope; WithTx
+// and Scoped return new views and leave the receiver as it was.
+type PostgresStore struct {
+	q     *db.Queries
+	scope string
+	cfg   config
+}
+
+var _ Store = (*PostgresStore)(nil)
+
+// NewPostgresStore returns a store that runs its statements on conn: a
+// *pgxpool.Pool for a service, a *pgx.Conn, or a pgx.Tx to run every call in
+// one transaction. The schema must be migrated first (see Migrate).
+func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
+	return &PostgresStore{q: db.New(conn), cfg: newConfig(opts)}
+}
+
+// WithTx returns the same store (scope, clock, logger) running every call in
+// tx, the caller's transaction. An Enqueue through it commits or rolls back
+// with the caller's own writes in tx, and a duplicate dedupe key does not
+// abort tx.
+func (s *PostgresStore) WithTx(tx pgx.Tx) *PostgresStore {
+	c := *s
+	c.q = s.q.WithTx(tx)
+	return &c
+}
+
+// Scoped returns a view of the store limited to one tenant scope. The view
+// never sees, claims, acks, nacks or dedupes against rows of any other scope,
+// including the unscoped store's. Scope ids are not blank, at most
+// MaxScopeBytes of UTF-8, and hold no control characters. Scopes do not nest:
+// scoping a scoped store is an error.
+func (s *PostgresStore) Scoped(scope string) (*PostgresStore, error) {
+	if err := checkName("scope", scope, MaxScopeBytes); err != nil {
+		return nil, fmt.Errorf("outbox: scoped: %w", err)
+	}
+	if s.scope != "" {
+		return nil, fmt.Errorf("outbox: scoped: %w",
+			invalid("scope", "the store is already scoped to %q and scopes do not nest", s.scope))
+	}
+	c := *s
+	c.scope = scope
+	return &c, nil
+}
+
+// Scope returns the store's scope id, "" for the unscoped store.
+func (s *PostgresStore) Scope() string { return s.scope }
+
+// now returns the injected clock's time, or nil for the database's clock.
+func (s *PostgresStore) now() *time.Time {
+	if s.cfg.clock == nil {
+		return nil
+	}
+	t := s.cfg.clock()
+	return &t
+}
+
+// dedupeRetries bounds how often Enqueue retries when a dedupe key's holder
+// vanishes between the insert that found it and the read of it (it was
+// purged, or its transaction rolled back). Each retry means another writer
+// made progress, so the bound is never reached in practice.
+const dedupeRetries = 8
+
+// Enqueue validates d and stores it as a pending message. With a dedupe key
+// already held in this scope, lane and target, it returns the holder with
+// Deduplicated set when d is the same draft (same payload as JSON, same max
+// attempts, same AvailableAt when d names one), and a *ConflictError
+// (ErrConflict) otherwise. Neither aborts the caller's transaction.
+func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, error) {
+	if err := d.validate(); err != nil {
+		return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
+	}
+	var availableAt *time.Time
+	if !d.AvailableAt.IsZero() {
+		availableAt = &d.AvailableAt
+	}
+	now := s.now()
+	if d.DedupeKey == "" {
+		row, err := s.q.MessageInsert(ctx, db.MessageInsertParams{
+			Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
+			AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+		})
+		if err != nil {
+			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
+		}
+		return EnqueueResult{Message: toMessage(row)}, nil
+	}
+	for range dedupeRetries {
+		row, err := s.q.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
+			Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload, DedupeKey: d.DedupeKey,
+			AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+		})
+		if err == nil {
+			return EnqueueResult{Message: toMessage(row)}, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
+		}
+		held, err := s.q.MessageGetByDedupeKey(ctx, db.MessageGetByDedupeKeyParams{
+			Payload: d.Payload, Scope: s.scope, Lane: d.Lane, Target: d.Target, DedupeKey: d.DedupeKey,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: reading the holder of dedupe key %q: %w", d.DedupeKey, err)
+		}
+		existing := toMessage(held.PgoutboxMessage)
+		if field := draftDiffers(d, existing, held.PayloadMatches); field != "" {
+			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w",
+				&ConflictError{DedupeKey: d.DedupeKey, Field: field, Existing: existing})
+		}
+		return EnqueueResult{Message: existing, Deduplicated: true}, nil
+	}
+	return EnqueueResult{}, fmt.Errorf("outbox: enqueue: dedupe key %q changed hands %d times in a row; giving up", d.DedupeKey, dedupeRetries)
+}
+
+// draftDiffers names the first part of d that differs from the message
+// already holding its dedupe key, or returns "".
+func draftDiffers(d Draft, m Message, payloadMatches bool) string {
+	switch {
+	case !payloadMatches:
+		return "payload"
+	case int(d.maxAttempts()) != m.MaxAttempts:
+		return "max_attempts"
+	case !d.AvailableAt.IsZero() && !d.AvailableAt.Truncate(time.Microsecond).Equal(m.AvailableAt):
+		// Postgres keeps microseconds; pgx truncates to them when it encodes.
+		return "available_at"
+	}
+	return ""
+}
+
+// Claim takes up to r.Limit messages of r.Lane and r.Target that are pending
+// and available, or claimed under a lease that has expired, oldest
+// available_at (then enqueue order) first. Each comes back claimed by
+// r.ConsumerID with a fresh claim token, one more attempt counted, and a
+// lease of r.Lease. Concurrent claimers never get the same message while its
+// lease holds.
+//
+// A message whose lease expired after its last attempt is dead-lettered
+// ("lease expired after N attempts") instead of returned, and logged.
+func (s *PostgresStore) Claim(ctx context.Context, r ClaimRequest) ([]Message, error) {
+	if err := r.validate(); err != nil {
+		return nil, fmt.Errorf("outbox: claim: %w", err)
+	}
+	rows, err := s.q.MessageClaim(ctx, db.MessageClaimParams{
+		Now:         s.now(),
+		LeaseMicros: r.Lease.Microseconds(),
+		Scope:       s.scope,
+		Lane:        r.Lane,
+		Target:      r.Target,
+		Max:         int32(r.Limit), //nolint:gosec // validate bounds it by MaxClaimLimit
+		ConsumerID:  r.ConsumerID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: claim: %w", err)
+	}
+	claimed := make([]Message, 0, len(rows))
+	for _, row := range rows {
+		m := toMessage(db.PgoutboxMessage(row))
+		if m.Status == StatusClaimed {
+			claimed = append(claimed, m)
+			continue
+		}
+		s.cfg.logger.WarnContext(ctx, "outbox: dead-lettered a message whose lease expired after its last attempt",
+			"id", m.ID, "scope", s.scope, "lane", m.Lane, "target", m.Target, "attempts", m.AttemptCount)
+	}
+	return claimed, nil
+}
+
+// Ack marks a claimed message delivered and clears its claim. It returns
+// true only for the holder of the message's current claim token; a message
+// that is not claimed, not in this scope, or claimed under another token
+// gives false and is left alone. A holder whose lease has expired still
+// succeeds while nobody has claimed the message since.
+func (s *PostgresStore) Ack(ctx context.Context, id, claimToken string) (bool, error) {
+	key, token, ok, err := parseClaim(id, claimToken)
+	if err != nil {
+		return false, fmt.Errorf("outbox: ack: %w", err)
+	}
+	if !ok {
+		return false, nil
+	}
+	n, err := s.q.MessageAck(ctx, db.MessageAckParams{Now: s.now(), ID: key, Scope: s.scope, ClaimToken: token})
+	if err != nil {
+		return false, fmt.Errorf("outbox: ack %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// Nack gives back a claimed message that could not be delivered, storing
+// reason as its last error. With attempts left it becomes pending again,
+// claimable from retryAt (zero means now): NackRequeued. Without, it becomes
+// a dead letter: NackDeadLettered. A caller that does not hold the current
+// claim token gets NackLostClaim and nothing changes.
+//
+// The reason never makes a nack fail: NUL bytes are dropped, invalid UTF-8
+// replaced and the text cut to MaxErrorBytes.
+func (s *PostgresStore) Nack(ctx context.Context, id, claimToken, reason string, retryAt time.Time) (NackOutcome, error) {
+	key, token, ok, err := parseClaim(id, claimToken)
+	if err == nil && !retryAt.IsZero() {
+		if verr := checkTime("retry_at", retryAt); verr != nil {
+			err = verr
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("outbox: nack: %w", err)
+	}
+	if !ok {
+		return NackLostClaim, nil
+	}
+	var retry *time.Time
+	if !retryAt.IsZero() {
+		retry = &retryAt
+	}
+	status, err := s.q.MessageNack(ctx, db.MessageNackParams{
+		Now: s.now(), RetryAt: retry, LastError: cleanReason(reason),
+		ID: key, Scope: s.scope, ClaimToken: token,
+	})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return NackLostClaim, nil
+	case err != nil:
+		return 0, fmt.Errorf("outbox: nack %s: %w", id, err)
+	case Status(status) == StatusDeadLetter:
+		return NackDeadLettered, nil
+	}
+	return NackRequeued, nil
+}
+
+// List returns the scope's messages with f.Status (or all), oldest first,
+// at most f.Limit of them (see ListFilter for defaults and caps).
+func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, error) {
+	var status *string
+	if f.Status != "" {
+		if !f.Status.Valid() {
+			return nil, fmt.Errorf("outbox: list: %w",
+				invalid("status", "must be one of pending, claimed, delivered, dead_letter (or empty for all), got %q", f.Status))
+		}
+		status = (*string)(&f.Status)
+	}
+	limit, verr := listLimit(f.Limit)
+	if verr != nil {
+		return nil, fmt.Errorf("outbox: list: %w", verr)
+	}
+	rows, err := s.q.MessageList(ctx, db.MessageListParams{Scope: s.scope, Status: status, Max: limit})
+	if err != nil {
+		return nil, fmt.Errorf("outbox: list: %w", err)
+	}
+	out := make([]Message, len(rows))
+	for i, row := range rows {
+		out[i] = toMessage(row)
+	}
+	return out, nil
+}
+
+// Get returns one message of the store's scope by id, or ErrNotFound.
+func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
+	if strings.TrimSpace(id) == "" {
+		return Message{}, fmt.Errorf("outbox: get: %w", invalid("id", "is required"))
+	}
+	key, ok := parseID(id)
+	if !ok {
+		return Message{}, fmt.Errorf("outbox: get %q: %w", id, ErrNotFound)
+	}
+	row, err := s.q.MessageGet(ctx, db.MessageGetParams{ID: key, Scope: s.scope})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Message{}, fmt.Errorf("outbox: get %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return Message{}, fmt.Errorf("outbox: get %s: %w", id, err)
+	}
+	return toMessage(row), nil
+}
+
+// parseClaim turns the id and token a consumer holds into their database
+// forms. Blank values are a caller's bug and fail validation; values that
+// cannot be an id or token this store issued are simply not held (ok false).
+func parseClaim(id, claimToken string) (key int64, token pgtype.UUID, ok bool, err error) {
+	if strings.TrimSpace(id) == "" {
+		return 0, token, false, invalid("id", "is required")
+	}
+	if strings.TrimSpace(claimToken) == "" {
+		return 0, token, false, invalid("claim_token", "is required")
+	}
+	key, idOK := parseID(id)
+	token, tokenOK := parseToken(claimToken)
+	return key, token, idOK && tokenOK, nil
+}
+
+// parseID accepts the decimal form that toMessage gives ids.
+func parseID(id string) (int64, bool) {
+	n, err := strconv.ParseInt(id, 10, 64)
+	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != id {
+		return 0, false
+	}
+	return n, true
+}
+
+// parseToken accepts the canonical 36-character form of a UUID.
+func parseToken(s string) (pgtype.UUID, bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return pgtype.UUID{}, false
+	}
+	var u pgtype.UUID
+	if err := u.Scan(s); err != nil {
+		return pgtype.UUID{}, false
+	}
+	return u, true
+}
+
+func toMessage(r db.PgoutboxMessage) Message {
+	m := Message{
+		ID:           strconv.FormatInt(r.ID, 10),
+		Lane:         r.Lane,
+		Target:       r.Target,
+		Payload:      r.Payload,
+		DedupeKey:    deref(r.DedupeKey),
+		Status:       Status(r.Status),
+		AvailableAt:  r.AvailableAt,
+		AttemptCount: int(r.AttemptCount),
+		MaxAttempts:  int(r.MaxAttempts),
+		ClaimedBy:    deref(r.ClaimedBy),
+		ClaimToken:   r.ClaimToken.String(),
+		LastError:    deref(r.LastError),
+		CreatedAt:    r.CreatedAt,
+		UpdatedAt:    r.UpdatedAt,
+	}
+	if r.LeaseExpiresAt != nil {
+		m.LeaseExpiresAt = *r.LeaseExpiresAt
+	}
+	return m
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}

@@ -1,0 +1,165 @@
+package outbox
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Validate reports whether d can be enqueued as is. The error wraps
+// ErrValidation and, through *ValidationError, names the field.
+func (d Draft) Validate() error {
+	if err := d.validate(); err != nil {
+		return fmt.Errorf("outbox: draft: %w", err)
+	}
+	return nil
+}
+
+func (d Draft) validate() *ValidationError {
+	if err := checkName("lane", d.Lane, MaxLaneBytes); err != nil {
+		return err
+	}
+	if err := checkName("target", d.Target, MaxTargetBytes); err != nil {
+		return err
+	}
+	if d.DedupeKey != "" {
+		if err := checkText("dedupe_key", d.DedupeKey, MaxDedupeKeyBytes); err != nil {
+			return err
+		}
+	}
+	if d.MaxAttempts < 0 {
+		return invalid("max_attempts", "must not be negative (0 means the default, %d), got %d", DefaultMaxAttempts, d.MaxAttempts)
+	}
+	if d.MaxAttempts > maxInt32 {
+		return invalid("max_attempts", "must be at most %d, got %d", maxInt32, d.MaxAttempts)
+	}
+	if !d.AvailableAt.IsZero() {
+		if err := checkTime("available_at", d.AvailableAt); err != nil {
+			return err
+		}
+	}
+	return checkPayload(d.Payload)
+}
+
+// maxAttempts resolves the zero value to the default.
+func (d Draft) maxAttempts() int32 {
+	if d.MaxAttempts == 0 {
+		return DefaultMaxAttempts
+	}
+	return int32(d.MaxAttempts) //nolint:gosec // validate bounds it by maxInt32
+}
+
+func (r ClaimRequest) validate() *ValidationError {
+	if err := checkName("lane", r.Lane, MaxLaneBytes); err != nil {
+		return err
+	}
+	if err := checkName("target", r.Target, MaxTargetBytes); err != nil {
+		return err
+	}
+	if err := checkName("consumer_id", r.ConsumerID, MaxConsumerIDBytes); err != nil {
+		return err
+	}
+	if r.Limit < 1 || r.Limit > MaxClaimLimit {
+		return invalid("limit", "must be between 1 and %d, got %d", MaxClaimLimit, r.Limit)
+	}
+	if r.Lease < MinLease || r.Lease > MaxLease {
+		return invalid("lease", "must be between %s and %s, got %s", MinLease, MaxLease, r.Lease)
+	}
+	return nil
+}
+
+// listLimit resolves and bounds the limit of a listing.
+func listLimit(limit int) (int32, *ValidationError) {
+	switch {
+	case limit < 0:
+		return 0, invalid("limit", "must not be negative, got %d", limit)
+	case limit == 0:
+		return DefaultListLimit, nil
+	case limit > MaxListLimit:
+		return MaxListLimit, nil
+	}
+	return int32(limit), nil //nolint:gosec // bounded by MaxListLimit above
+}
+
+// ValidateScope reports whether s can name a scope: not blank, at most
+// MaxScopeBytes of UTF-8, no control characters.
+func ValidateScope(s string) error {
+	if err := checkName("scope", s, MaxScopeBytes); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+const maxInt32 = 1<<31 - 1
+
+// checkText accepts any non-blank UTF-8 string Postgres's text can store (no
+// NUL bytes) up to maxBytes bytes.
+func checkText(field, s string, maxBytes int) *ValidationError {
+	if strings.TrimSpace(s) == "" {
+		if s == "" {
+			return invalid(field, "is required")
+		}
+		return invalid(field, "must not be blank")
+	}
+	if !utf8.ValidString(s) {
+		return invalid(field, "must be valid UTF-8")
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return invalid(field, "must not contain NUL bytes")
+	}
+	if len(s) > maxBytes {
+		return invalid(field, "must be at most %d bytes, got %d", maxBytes, len(s))
+	}
+	return nil
+}
+
+// checkName is checkText for identifiers that appear in logs and operator
+// output, which additionally must not hold control characters.
+func checkName(field, s string, maxBytes int) *ValidationError {
+	if err := checkText(field, s, maxBytes); err != nil {
+		return err
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return invalid(field, "must not contain control characters (found %U)", r)
+		}
+	}
+	return nil
+}
+
+// Postgres's timestamptz spans 4713 BC to 294276 AD; years 1 to 9999 keep
+// well inside it and inside what Go formats and parses round-trip.
+var (
+	minTime = time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxTime = time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)
+)
+
+func checkTime(field string, t time.Time) *ValidationError {
+	if t.Before(minTime) || t.After(maxTime) {
+		return invalid(field, "must be between years 1 and 9999, got %s", t.Format(time.RFC3339))
+	}
+	return nil
+}
+
+// cleanReason makes a nack reason storable instead of refusing it: a failing
+// consumer must always be able to give its message back. NUL bytes are
+// dropped, invalid UTF-8 is replaced, and the result is cut to MaxErrorBytes
+// on a rune boundary.
+func cleanReason(s string) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		s = strings.ReplaceAll(s, "\x00", "")
+	}
+	if !utf8.ValidString(s) {
+		s = strings.ToValidUTF8(s, "\uFFFD")
+	}
+	if len(s) <= MaxErrorBytes {
+		return s
+	}
+	cut := MaxErrorBytes
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
+}

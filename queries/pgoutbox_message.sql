@@ -1,0 +1,203 @@
+-- name: MessageInsert :one
+-- Enqueue without a dedupe key: a plain insert, nothing can conflict.
+INSERT INTO pgoutbox_message (
+    scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
+) VALUES (
+    @scope::text,
+    @lane::text,
+    @target::text,
+    @payload::jsonb,
+    coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
+    @max_attempts::integer,
+    coalesce(sqlc.narg('now')::timestamptz, now()),
+    coalesce(sqlc.narg('now')::timestamptz, now())
+)
+RETURNING *;
+
+-- name: MessageInsertDeduplicated :one
+-- Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
+-- unique index raise: a unique violation would abort the caller's transaction,
+-- and a duplicate is an expected outcome, not an error. No row back means the
+-- key is taken; the caller then reads the holder with MessageGetByDedupeKey.
+-- A concurrent insert of the same key waits here for the other transaction and
+-- then either inserts (the other rolled back) or returns nothing.
+INSERT INTO pgoutbox_message (
+    scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
+) VALUES (
+    @scope::text,
+    @lane::text,
+    @target::text,
+    @payload::jsonb,
+    @dedupe_key::text,
+    coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
+    @max_attempts::integer,
+    coalesce(sqlc.narg('now')::timestamptz, now()),
+    coalesce(sqlc.narg('now')::timestamptz, now())
+)
+ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING *;
+
+-- name: MessageGetByDedupeKey :one
+-- The message holding a dedupe key, and whether its payload is the same JSON
+-- value as the one offered again (jsonb equality ignores key order and
+-- whitespace, as a retrying producer's serializer may differ).
+SELECT sqlc.embed(pgoutbox_message), (payload = @payload::jsonb)::boolean AS payload_matches
+FROM pgoutbox_message
+WHERE scope = @scope::text
+  AND lane = @lane::text
+  AND target = @target::text
+  AND dedupe_key = @dedupe_key::text;
+
+-- name: MessageGet :one
+SELECT *
+FROM pgoutbox_message
+WHERE id = @id::bigint
+  AND scope = @scope::text;
+
+-- name: MessageClaim :many
+-- Claims up to @max messages of one (scope, lane, target) in one statement.
+--
+-- Candidates come from two index range scans, each locking with SKIP LOCKED so
+-- that concurrent claimers pass over each other's rows instead of queueing:
+--   expired: claimed rows whose lease ran out (their consumer died or stalled);
+--   due:     pending rows whose time has come.
+-- Both are ordered by (available_at, id) and merged, so the oldest work goes
+-- first whichever state it is in. An expired row that has used all its
+-- attempts is a poison message: it is dead-lettered here, in the same
+-- statement, and never handed out again.
+--
+-- Each branch may lock up to @max rows; rows locked but not picked stay
+-- unchanged and are released when the statement's transaction ends. In the
+-- steady state the expired branch is empty and costs one index probe.
+--
+-- The clock is read once, in a CTE, so every row of one claim carries the same
+-- timestamps. The result holds the claimed rows (status 'claimed') and then
+-- the rows dead-lettered on the way (status 'dead_letter'), each in claim order.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now,
+           coalesce(sqlc.narg('now')::timestamptz, now())
+               + sqlc.arg('lease_micros')::bigint * interval '1 microsecond' AS lease_until
+),
+expired AS (
+    SELECT m.id AS candidate_id,
+           m.available_at AS candidate_available_at,
+           (m.attempt_count >= m.max_attempts) AS exhausted
+    FROM pgoutbox_message m
+    WHERE m.scope = @scope::text
+      AND m.lane = @lane::text
+      AND m.target = @target::text
+      AND m.status = 'claimed'
+      AND m.lease_expires_at <= (SELECT k.now FROM clock k)
+    ORDER BY m.available_at, m.id
+    LIMIT @max::integer
+    FOR UPDATE SKIP LOCKED
+),
+due AS (
+    SELECT m.id AS candidate_id,
+           m.available_at AS candidate_available_at
+    FROM pgoutbox_message m
+    WHERE m.scope = @scope::text
+      AND m.lane = @lane::text
+      AND m.target = @target::text
+      AND m.status = 'pending'
+      AND m.available_at <= (SELECT k.now FROM clock k)
+    ORDER BY m.available_at, m.id
+    LIMIT @max::integer
+    FOR UPDATE SKIP LOCKED
+),
+picked AS (
+    SELECT c.candidate_id
+    FROM (
+        SELECT e.candidate_id, e.candidate_available_at FROM expired e WHERE NOT e.exhausted
+        UNION ALL
+        SELECT d.candidate_id, d.candidate_available_at FROM due d
+    ) c
+    ORDER BY c.candidate_available_at, c.candidate_id
+    LIMIT @max::integer
+),
+dead_lettered AS (
+    UPDATE pgoutbox_message m
+    SET status = 'dead_letter',
+        last_error = 'lease expired after ' || m.attempt_count || ' attempts',
+        claimed_by = NULL,
+        claim_token = NULL,
+        lease_expires_at = NULL,
+        updated_at = k.now
+    FROM expired e, clock k
+    WHERE m.id = e.candidate_id
+      AND e.exhausted
+    RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
+              m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
+              m.last_error, m.created_at, m.updated_at
+),
+claimed AS (
+    UPDATE pgoutbox_message m
+    SET status = 'claimed',
+        attempt_count = m.attempt_count + 1,
+        claimed_by = @consumer_id::text,
+        claim_token = gen_random_uuid(),
+        lease_expires_at = k.lease_until,
+        updated_at = k.now
+    FROM picked p, clock k
+    WHERE m.id = p.candidate_id
+    RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
+              m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
+              m.last_error, m.created_at, m.updated_at
+)
+SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
+       attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
+       last_error, created_at, updated_at
+FROM claimed
+UNION ALL
+SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
+       attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
+       last_error, created_at, updated_at
+FROM dead_lettered
+ORDER BY status, available_at, id;
+
+-- name: MessageAck :execrows
+-- Fenced by the claim token: only the current holder can complete a message.
+-- A holder whose lease has expired still succeeds as long as nobody has
+-- claimed the message since; the work is done, and acking spares a redelivery.
+UPDATE pgoutbox_message
+SET status = 'delivered',
+    claimed_by = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+WHERE id = @id::bigint
+  AND scope = @scope::text
+  AND status = 'claimed'
+  AND claim_token = @claim_token::uuid;
+
+-- name: MessageNack :one
+-- Fenced like MessageAck. A message with attempts left returns to pending at
+-- @retry_at (NULL: now); one without goes to dead_letter, keeping its
+-- available_at as a record of when it was last due. No row back means the
+-- claim was lost.
+UPDATE pgoutbox_message
+SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pending' END,
+    available_at = CASE
+        WHEN attempt_count >= max_attempts THEN available_at
+        ELSE coalesce(sqlc.narg('retry_at')::timestamptz, sqlc.narg('now')::timestamptz, now())
+    END,
+    last_error = @last_error::text,
+    claimed_by = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+WHERE id = @id::bigint
+  AND scope = @scope::text
+  AND status = 'claimed'
+  AND claim_token = @claim_token::uuid
+RETURNING status;
+
+-- name: MessageList :many
+-- Oldest first (enqueue order), optionally one status only; the caller caps
+-- @max so a listing is never unbounded.
+SELECT *
+FROM pgoutbox_message
+WHERE scope = @scope::text
+  AND (sqlc.narg('status')::text IS NULL OR status = sqlc.narg('status')::text)
+ORDER BY id
+LIMIT @max::integer;
