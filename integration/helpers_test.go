@@ -118,3 +118,5 @@ func (f *fixture) dbNow() time.Time {
 	}
 	return now
 }
+
+func sleepBriefly() { time.Sleep(10 * time.Millisecond) }
