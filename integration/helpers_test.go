@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -120,3 +121,5 @@ func (f *fixture) dbNow() time.Time {
 }
 
 func sleepBriefly() { time.Sleep(10 * time.Millisecond) }
+
+func itoa(i int) string { return strconv.Itoa(i) }
