@@ -195,12 +195,7 @@ type DB struct {
 func NewDB(t testing.TB) *DB {
 	t.Helper()
 	d := NewEmptyDB(t, "")
-	pool, err := pgxpool.New(context.Background(), d.URL)
-	if err != nil {
-		t.Fatalf("pgtest: pool on %s: %v", d.Name, err)
-	}
-	t.Cleanup(pool.Close)
-	d.Pool = pool
+	d.Pool = Pool(t, d.URL)
 	return d
 }
 
@@ -289,4 +284,15 @@ func redact(u string) string {
 		return "(connection string)"
 	}
 	return parsed.Redacted()
+}
+
+// Pool opens a pool on url and closes it when the test ends.
+func Pool(t testing.TB, url string) *pgxpool.Pool {
+	t.Helper()
+	pool, err := pgxpool.New(context.Background(), url)
+	if err != nil {
+		t.Fatalf("pgtest: pool: %v", err)
+	}
+	t.Cleanup(pool.Close)
+	return pool
 }

@@ -1,0 +1,131 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgoutbox/pgoutbox/outbox"
+)
+
+// recorder captures the statements a store sends, so the test can EXPLAIN the
+// exact SQL sqlc generated without repeating it in Go.
+type recorder struct {
+	mu    sync.Mutex
+	calls []pgx.TraceQueryStartData
+}
+
+func (r *recorder) TraceQueryStart(ctx context.Context, _ *pgx.Conn, data pgx.TraceQueryStartData) context.Context {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, data)
+	return ctx
+}
+
+func (r *recorder) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (r *recorder) last(prefix string) pgx.TraceQueryStartData {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.calls) - 1; i >= 0; i-- {
+		if strings.HasPrefix(r.calls[i].SQL, prefix) {
+			return r.calls[i]
+		}
+	}
+	return pgx.TraceQueryStartData{}
+}
+
+// The claim statement reads only the partial indexes: on a table with 100k
+// delivered and 10k pending messages it must not scan delivered rows.
+func TestClaimPlanUsesPartialIndexes(t *testing.T) {
+	f := newFixture(t)
+	cfg, err := pgxpool.ParseConfig(f.db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := pgxpool.NewWithConfig(f.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	store := outbox.NewPostgresStore(pool)
+
+	// History: 100k delivered messages, then 10k pending ones and a few in
+	// flight, all on the lane and target the claim asks for.
+	tx, err := pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := store.WithTx(tx)
+	for range 100 {
+		if _, err := s.Enqueue(f.ctx, draft(`{"seed": true}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Multiply the seed rows in SQL (test setup only): 100k delivered, 10k pending.
+	for _, stmt := range []string{
+		`INSERT INTO pgoutbox_message (lane, target, payload, status, available_at, attempt_count, max_attempts, created_at, updated_at)
+		 SELECT lane, target, payload, 'delivered', available_at, 1, max_attempts, created_at, updated_at
+		 FROM pgoutbox_message, generate_series(1, 1000)`,
+		`DELETE FROM pgoutbox_message WHERE status = 'pending'`,
+		`INSERT INTO pgoutbox_message (lane, target, payload, available_at, max_attempts, created_at, updated_at)
+		 SELECT 'canonical', 'protocol_projector', '{"n": 1}', now() - interval '1 minute', 5, now(), now()
+		 FROM generate_series(1, 10000)`,
+		`ANALYZE pgoutbox_message`,
+	} {
+		if _, err := pool.Exec(f.ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+	if _, err := store.Claim(f.ctx, claimReq(100, time.Minute, "explain")); err != nil {
+		t.Fatal(err)
+	}
+	call := rec.last("-- name: MessageClaim")
+	if call.SQL == "" {
+		t.Fatal("claim statement not captured")
+	}
+
+	// EXPLAIN ANALYZE runs the statement; do it in a transaction and roll back.
+	ptx, err := pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ptx.Rollback(f.ctx) }()
+	var plan []map[string]any
+	if err := ptx.QueryRow(f.ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+call.SQL, call.Args...).Scan(&plan); err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	raw, _ := json.Marshal(plan)
+	if strings.Contains(string(raw), `"Seq Scan"`) {
+		t.Errorf("claim plan scans the table sequentially")
+	}
+	for _, idx := range []string{"pgoutbox_message_due_idx", "pgoutbox_message_lease_idx"} {
+		if !strings.Contains(string(raw), idx) {
+			t.Errorf("claim plan does not use %s", idx)
+		}
+	}
+	rows, err := ptx.Query(f.ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) "+call.SQL, call.Args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var text []string
+	for rows.Next() {
+		var line string
+		if err := rows.Scan(&line); err != nil {
+			t.Fatal(err)
+		}
+		text = append(text, line)
+	}
+	t.Logf("claim plan, 100k delivered + 10k pending rows:\n%s", strings.Join(text, "\n"))
+}
