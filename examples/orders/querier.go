@@ -10,6 +10,7 @@ import (
 
 type Querier interface {
 	OrderCount(ctx context.Context) (int64, error)
+	OrderCountByIDs(ctx context.Context, ids []int64) (int64, error)
 	OrderCreate(ctx context.Context, arg OrderCreateParams) (Order, error)
 }
 

@@ -5,3 +5,6 @@ RETURNING *;
 
 -- name: OrderCount :one
 SELECT count(*) FROM orders;
+
+-- name: OrderCountByIDs :one
+SELECT count(*) FROM orders WHERE id = ANY(@ids::bigint[]);

@@ -20,6 +20,17 @@ func (q *Queries) OrderCount(ctx context.Context) (int64, error) {
 	return count, err
 }
 
+const orderCountByIDs = `-- name: OrderCountByIDs :one
+SELECT count(*) FROM orders WHERE id = ANY($1::bigint[])
+`
+
+func (q *Queries) OrderCountByIDs(ctx context.Context, ids []int64) (int64, error) {
+	row := q.db.QueryRow(ctx, orderCountByIDs, ids)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const orderCreate = `-- name: OrderCreate :one
 INSERT INTO orders (customer, total_cents)
 VALUES ($1::text, $2::bigint)

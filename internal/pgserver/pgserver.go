@@ -35,7 +35,9 @@ type Settings []string
 
 // FastSettings trade durability for speed: right for tests, whose databases
 // are thrown away, and wrong for benchmarks that claim durable figures.
-var FastSettings = Settings{"fsync=off", "synchronous_commit=off", "full_page_writes=off"}
+func FastSettings() Settings {
+	return Settings{"fsync=off", "synchronous_commit=off", "full_page_writes=off"}
+}
 
 // Server is a running PostgreSQL server.
 type Server struct {

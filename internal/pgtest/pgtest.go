@@ -87,7 +87,7 @@ func setup(ctx context.Context) (*env, error) {
 	if u := os.Getenv(DatabaseURLEnv); u != "" {
 		srv = pgserver.External(u)
 	} else {
-		s, err := pgserver.StartContainer(ctx, pgserver.FastSettings)
+		s, err := pgserver.StartContainer(ctx, pgserver.FastSettings())
 		if err != nil {
 			return nil, err
 		}

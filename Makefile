@@ -1,0 +1,60 @@
+# pgoutbox developer targets. Tools (sqlc, goose, golangci-lint) are pinned in
+# tools/go.mod and run through `go tool`, so a fresh machine needs only Go and
+# a Docker engine.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+GO ?= go
+TOOL := $(GO) tool -modfile=tools/go.mod
+
+# Testcontainers' reaper needs a registry image; without it the suite
+# terminates its own containers.
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+
+.PHONY: all generate verify lint test demo postgres-image fuzz
+
+all: verify lint test
+
+## generate: regenerate db/ and examples/orders from queries/ and schema/ (sqlc)
+generate:
+	$(TOOL) sqlc generate
+
+## verify: generated code is current, modules are tidy, code is gofmt'ed
+verify:
+	$(TOOL) sqlc diff
+	scripts/verify-generated.sh
+	$(GO) mod tidy -diff
+	cd tools && $(GO) mod tidy -diff
+	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
+	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
+
+## lint: go vet and golangci-lint
+lint:
+	$(GO) vet ./...
+	$(TOOL) golangci-lint run ./...
+
+## test: unit and integration tests on real PostgreSQL (a Testcontainers
+## container, or the server $OUTBOX_TEST_DATABASE_URL names)
+test:
+	@if [ -z "$${OUTBOX_TEST_DATABASE_URL:-}" ]; then \
+		image="$$(scripts/postgres-image.sh)"; \
+		echo "PostgreSQL image: $$image"; \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$image"; \
+	fi; \
+	$(GO) test -race -count=1 ./...
+
+## demo: the end-to-end demo ($DATABASE_URL, or PostgreSQL in a container)
+demo:
+	@if [ -z "$${DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	$(GO) run ./cmd/outboxctl demo
+
+## postgres-image: print (and build if needed) the PostgreSQL image for tests
+postgres-image:
+	@scripts/postgres-image.sh
+
+## fuzz: fuzz draft and scope validation (FUZZTIME each, default 1m)
+FUZZTIME ?= 1m
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzDraftValidate$$' -fuzztime=$(FUZZTIME) ./outbox
+	$(GO) test -run='^$$' -fuzz='^FuzzValidateScope$$' -fuzztime=$(FUZZTIME) ./outbox

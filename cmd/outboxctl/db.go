@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+)
+
+// connect parses url (a usage error when it does not parse) and opens a pool,
+// checking that the server answers. Errors name the host, never the password.
+func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	if url == "" {
+		return nil, usagef("no database: pass --database-url or set DATABASE_URL")
+	}
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, usagef("cannot parse the database URL: %v", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", where(cfg.ConnConfig), err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("connecting to %s: %w", where(cfg.ConnConfig), err)
+	}
+	return pool, nil
+}
+
+// sqlDB opens a database/sql handle on the pool's configuration, for goose.
+func sqlDB(pool *pgxpool.Pool) *sql.DB {
+	return stdlib.OpenDB(*pool.Config().ConnConfig)
+}
+
+func where(c *pgx.ConnConfig) string {
+	return fmt.Sprintf("%s:%d/%s as %s", c.Host, c.Port, c.Database, c.User)
+}

@@ -1,0 +1,130 @@
+// Command outboxctl is pgoutbox's operator tool: it migrates the schema and
+// runs the demo.
+//
+// Usage:
+//
+//	outboxctl <command> [flags]
+//
+// Commands:
+//
+//	migrate up|down|status|version   manage the pgoutbox schema
+//	demo                             run the end-to-end demo
+//
+// Every command takes --database-url (default $DATABASE_URL). Exit codes: 0 ok,
+// 1 failure, 2 usage error (bad flags or input, found before touching the
+// database).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// usageError marks errors in what the user typed; they exit with code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return usageError{fmt.Errorf(format, args...)}
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+}
+
+func commands() []command {
+	return []command{
+		{"migrate", "apply, roll back or inspect the pgoutbox schema", runMigrate},
+		{"demo", "write orders and outbox messages, then deliver them with consumers", runDemo},
+	}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		printUsage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stdout, stderr)
+		var uerr usageError
+		switch {
+		case err == nil:
+			return 0
+		case errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, &uerr):
+			fmt.Fprintf(stderr, "outboxctl %s: %v\n", c.name, err)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "outboxctl %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "outboxctl: unknown command %q\n\n", args[0])
+	printUsage(stderr)
+	return 2
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprintln(w, "outboxctl: operate a pgoutbox transactional outbox")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Usage: outboxctl <command> [flags]")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Commands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Run 'outboxctl <command> --help' for a command's flags.")
+	fmt.Fprintln(w, "The database comes from --database-url or $DATABASE_URL.")
+}
+
+// newFlagSet returns a flag set that reports errors instead of exiting, and
+// prints usage to stderr.
+func newFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("outboxctl "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: outboxctl %s\n\n", usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags, turning flag errors into usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	return nil
+}
+
+func databaseURLFlag(fs *flag.FlagSet) *string {
+	return fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (default $DATABASE_URL)")
+}
