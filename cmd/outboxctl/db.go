@@ -34,9 +34,10 @@ func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
-// sqlDB opens a database/sql handle on the pool's configuration, for goose.
+// sqlDB is a database/sql handle on the pool, for goose. Closing it leaves
+// the pool open.
 func sqlDB(pool *pgxpool.Pool) *sql.DB {
-	return stdlib.OpenDB(*pool.Config().ConnConfig)
+	return stdlib.OpenDBFromPool(pool)
 }
 
 func where(c *pgx.ConnConfig) string {

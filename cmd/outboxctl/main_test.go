@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/pgoutbox/pgoutbox/internal/pgtest"
+)
+
+func TestMain(m *testing.M) {
+	pgtest.Main(m)
+}
+
+func runCLI(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = run(context.Background(), args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+func TestDemoRunsEndToEnd(t *testing.T) {
+	d := pgtest.NewEmptyDB(t, "template1")
+	code, out, errOut := runCLI(t, "demo", "--database-url", d.URL, "--orders", "8")
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{
+		"schema migrated",
+		"rolled back",
+		"deduplicated=true",
+		"refused",
+		"crashed holding messages",
+		"dead_lettered",
+		"orders committed: 7, with 7 outbox messages; orders rolled back: 1, of which 0 rows and 0 messages remain",
+		"delivered: 6, dead letters: 1, pending: 0, claimed: 0",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// A second run against the same database works and stays in its own scope.
+	if code, out, errOut := runCLI(t, "demo", "--database-url", d.URL, "--orders", "3"); code != 0 ||
+		!strings.Contains(out, "orders committed: 3, with 3 outbox messages") {
+		t.Fatalf("second run: exit %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+func TestMigrateCommands(t *testing.T) {
+	d := pgtest.NewEmptyDB(t, "template1")
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"version"}, "0"},
+		{[]string{"up"}, "applied 00001_pgoutbox_message.sql"},
+		{[]string{"up"}, "schema is up to date"},
+		{[]string{"version"}, "1"},
+		{[]string{"status"}, "applied"},
+		{[]string{"down"}, "rolled back 00001_pgoutbox_message.sql"},
+		{[]string{"version"}, "0"},
+	}
+	for _, s := range steps {
+		args := append([]string{"migrate", "--database-url", d.URL}, s.args...)
+		code, out, errOut := runCLI(t, args...)
+		if code != 0 || !strings.Contains(out, s.want) {
+			t.Fatalf("migrate %v: exit %d, stdout %q, stderr %q; want %q", s.args, code, out, errOut, s.want)
+		}
+	}
+}
+
+func TestUsageErrorsExitTwo(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"frobnicate"},
+		{"migrate"},
+		{"migrate", "--database-url", "postgres://x@127.0.0.1:1/db", "sideways"},
+		{"migrate", "--database-url", "not a url ://", "up"},
+		{"migrate", "--database-url", "", "up"},
+		{"migrate", "--no-such-flag", "up"},
+		{"demo", "--orders", "0"},
+		{"demo", "--consumers", "1"},
+		{"demo", "extra"},
+	} {
+		code, _, errOut := runCLI(t, args...)
+		if code != 2 || errOut == "" {
+			t.Errorf("%v: exit %d, stderr %q; want 2 with a message", args, code, errOut)
+		}
+	}
+	if code, _, errOut := runCLI(t, "migrate", "--help"); code != 0 || !strings.Contains(errOut, "Usage: outboxctl migrate") {
+		t.Errorf("migrate --help: exit %d, %q", code, errOut)
+	}
+}
+
+func TestUnreachableServerFailsNamingHostNotPassword(t *testing.T) {
+	code, _, errOut := runCLI(t, "migrate", "--database-url", "postgres://alice:s3cret@127.0.0.1:1/db?connect_timeout=2", "up")
+	if code != 1 || !strings.Contains(errOut, "127.0.0.1:1") || strings.Contains(errOut, "s3cret") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
