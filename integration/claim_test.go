@@ -287,3 +287,62 @@ func TestConcurrentConsumersEachMessageOneOwner(t *testing.T) {
 	}
 	t.Logf("%d messages spread over %d consumers", len(owner), len(owners))
 }
+
+// After a consumer dies holding many messages, several consumers reclaim its
+// expired leases at once: each message goes to exactly one of them.
+func TestConcurrentReclaimOfExpiredLeasesOneOwner(t *testing.T) {
+	c := newClock()
+	f := newFixture(t, outbox.WithClock(c.Now))
+	const total, consumers = 300, 8
+	for i := range total {
+		f.enqueue(f.store, draft(itoa(i)))
+	}
+	if got := f.claim(f.store, claimReq(total, time.Second, "dies")); len(got) != total {
+		t.Fatalf("first claim got %d", len(got))
+	}
+	c.Advance(time.Minute)
+	var (
+		mu    sync.Mutex
+		owner = map[string]string{}
+		dups  []string
+		errs  []error
+		wg    sync.WaitGroup
+		start = make(chan struct{})
+	)
+	for i := range consumers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := "rescuer-" + itoa(i)
+			<-start
+			for {
+				got, err := f.store.Claim(f.ctx, claimReq(7, time.Hour, name))
+				mu.Lock()
+				if err != nil {
+					errs = append(errs, err)
+				}
+				for _, m := range got {
+					if prev, taken := owner[m.ID]; taken {
+						dups = append(dups, m.ID+" by "+prev+" and "+name)
+					}
+					owner[m.ID] = name
+				}
+				mu.Unlock()
+				if err != nil || len(got) == 0 {
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(errs) > 0 || len(dups) > 0 {
+		t.Fatalf("errors %v; reclaimed twice: %v", errs, dups)
+	}
+	if len(owner) != total {
+		t.Fatalf("reclaimed %d of %d", len(owner), total)
+	}
+	if n := f.count("status = 'claimed' AND attempt_count = 2 AND claimed_by LIKE 'rescuer-%'"); n != total {
+		t.Fatalf("%d messages held by rescuers on their second attempt, want %d", n, total)
+	}
+}
