@@ -195,22 +195,30 @@ func orderDraft(orderID int64, customer string) outbox.Draft {
 }
 
 // deliver runs consumers until every committed message is delivered or dead.
-// The last consumer crashes on its first batch, holding its messages until
-// their lease expires; the others then deliver them.
+// First a consumer claims the oldest message and crashes, holding it until
+// its lease expires; the others then deliver it along with the rest.
 func (d *demo) deliver(ctx context.Context, consumers int) error {
 	fmt.Fprintf(d.out, "\n== Delivering: %d consumers claim with a %s lease; the webhook fails some calls\n", consumers, demoLease)
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	crashed := fmt.Sprintf("consumer-%d", consumers)
+	held, err := d.store.Claim(ctx, outbox.ClaimRequest{Lane: demoLane, Target: demoTarget, Limit: 1, Lease: demoLease, ConsumerID: crashed})
+	if err != nil {
+		return err
+	}
+	for _, m := range held {
+		d.logf("%s claimed message %s and crashed; it waits for its lease to expire", crashed, m.ID)
+	}
 	var (
 		wg       sync.WaitGroup
 		errMu    sync.Mutex
 		firstErr error
 	)
-	for i := 1; i <= consumers; i++ {
+	for i := 1; i < consumers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := d.consume(ctx, fmt.Sprintf("consumer-%d", i), i == consumers); err != nil {
+			if err := d.consume(ctx, fmt.Sprintf("consumer-%d", i)); err != nil {
 				errMu.Lock()
 				if firstErr == nil {
 					firstErr = err
@@ -224,7 +232,7 @@ func (d *demo) deliver(ctx context.Context, consumers int) error {
 	return firstErr
 }
 
-func (d *demo) consume(ctx context.Context, name string, crash bool) error {
+func (d *demo) consume(ctx context.Context, name string) error {
 	for {
 		msgs, err := d.store.Claim(ctx, outbox.ClaimRequest{Lane: demoLane, Target: demoTarget, Limit: 3, Lease: demoLease, ConsumerID: name})
 		if err != nil {
@@ -241,14 +249,6 @@ func (d *demo) consume(ctx context.Context, name string, crash bool) error {
 			case <-time.After(50 * time.Millisecond):
 			}
 			continue
-		}
-		if crash {
-			ids := make([]string, len(msgs))
-			for i, m := range msgs {
-				ids[i] = m.ID
-			}
-			d.logf("%s crashed holding messages %v; they wait for their lease to expire", name, ids)
-			return nil
 		}
 		for _, m := range msgs {
 			if err := d.handle(ctx, name, m); err != nil {

@@ -31,8 +31,10 @@ func TestDemoRunsEndToEnd(t *testing.T) {
 		"rolled back",
 		"deduplicated=true",
 		"refused",
-		"crashed holding messages",
-		"dead_lettered",
+		"claimed message 1 and crashed",
+		"delivered message 1 (order 1, attempt 2)",
+		"failed message 2 (order 2, attempt 1/3): 503 Service Unavailable -> requeued",
+		"dead letter: message 4 after 3 attempts",
 		"orders committed: 7, with 7 outbox messages; orders rolled back: 1, of which 0 rows and 0 messages remain",
 		"delivered: 6, dead letters: 1, pending: 0, claimed: 0",
 	} {
