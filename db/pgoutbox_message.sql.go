@@ -49,6 +49,69 @@ func (q *Queries) MessageAck(ctx context.Context, arg MessageAckParams) (int64, 
 	return result.RowsAffected(), nil
 }
 
+const messageAckMany = `-- name: MessageAckMany :many
+WITH held AS (
+    SELECT m.id AS held_id, m.claim_token AS held_token
+    FROM pgoutbox_message m
+    JOIN (SELECT unnest($2::bigint[]) AS id, unnest($3::uuid[]) AS claim_token) r
+      ON m.id = r.id AND m.claim_token = r.claim_token
+    WHERE m.scope = $4::text
+      AND m.status = 'claimed'
+    ORDER BY m.id
+    FOR UPDATE OF m
+)
+UPDATE pgoutbox_message m
+SET status = 'delivered',
+    claimed_by = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = coalesce($1::timestamptz, now())
+FROM held h
+WHERE m.id = h.held_id
+RETURNING m.id, h.held_token::uuid AS claim_token
+`
+
+type MessageAckManyParams struct {
+	Now         *time.Time
+	Ids         []int64
+	ClaimTokens []pgtype.UUID
+	Scope       string
+}
+
+type MessageAckManyRow struct {
+	ID         int64
+	ClaimToken pgtype.UUID
+}
+
+// Acks a batch of (id, token) pairs in one statement and returns the pairs
+// that were still held. Rows are locked in id order before the update, so two
+// relays acking overlapping batches (possible only after lost claims) cannot
+// deadlock; a row whose token changed while we waited is skipped.
+func (q *Queries) MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error) {
+	rows, err := q.db.Query(ctx, messageAckMany,
+		arg.Now,
+		arg.Ids,
+		arg.ClaimTokens,
+		arg.Scope,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageAckManyRow{}
+	for rows.Next() {
+		var i MessageAckManyRow
+		if err := rows.Scan(&i.ID, &i.ClaimToken); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const messageClaim = `-- name: MessageClaim :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, now()) AS now,
@@ -227,6 +290,111 @@ func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]M
 	return items, nil
 }
 
+const messageDeadLetter = `-- name: MessageDeadLetter :execrows
+UPDATE pgoutbox_message
+SET status = 'dead_letter',
+    last_error = $1::text,
+    claimed_by = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = coalesce($2::timestamptz, now())
+WHERE id = $3::bigint
+  AND scope = $4::text
+  AND status = 'claimed'
+  AND claim_token = $5::uuid
+`
+
+type MessageDeadLetterParams struct {
+	LastError  string
+	Now        *time.Time
+	ID         int64
+	Scope      string
+	ClaimToken pgtype.UUID
+}
+
+// A permanent failure: the holder dead-letters the message at once, whatever
+// attempts it has left. Fenced like MessageAck.
+func (q *Queries) MessageDeadLetter(ctx context.Context, arg MessageDeadLetterParams) (int64, error) {
+	result, err := q.db.Exec(ctx, messageDeadLetter,
+		arg.LastError,
+		arg.Now,
+		arg.ID,
+		arg.Scope,
+		arg.ClaimToken,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const messageExtendLeases = `-- name: MessageExtendLeases :many
+WITH held AS (
+    SELECT m.id AS held_id, m.claim_token AS held_token
+    FROM pgoutbox_message m
+    JOIN (SELECT unnest($1::bigint[]) AS id, unnest($2::uuid[]) AS claim_token) r
+      ON m.id = r.id AND m.claim_token = r.claim_token
+    WHERE m.scope = $3::text
+      AND m.status = 'claimed'
+    ORDER BY m.id
+    FOR UPDATE OF m
+),
+clock AS (
+    SELECT coalesce($4::timestamptz, now()) AS now,
+           coalesce($4::timestamptz, now())
+               + $5::bigint * interval '1 microsecond' AS lease_until
+)
+UPDATE pgoutbox_message m
+SET lease_expires_at = k.lease_until,
+    updated_at = k.now
+FROM held h, clock k
+WHERE m.id = h.held_id
+RETURNING m.id, m.claim_token
+`
+
+type MessageExtendLeasesParams struct {
+	Ids         []int64
+	ClaimTokens []pgtype.UUID
+	Scope       string
+	Now         *time.Time
+	LeaseMicros int64
+}
+
+type MessageExtendLeasesRow struct {
+	ID         int64
+	ClaimToken pgtype.UUID
+}
+
+// Heartbeat: moves the lease of each held (id, token) pair to now + @lease
+// and returns the pairs still held. A holder whose lease already ran out may
+// extend it while nobody has claimed the message since. Locks in id order
+// like MessageAckMany.
+func (q *Queries) MessageExtendLeases(ctx context.Context, arg MessageExtendLeasesParams) ([]MessageExtendLeasesRow, error) {
+	rows, err := q.db.Query(ctx, messageExtendLeases,
+		arg.Ids,
+		arg.ClaimTokens,
+		arg.Scope,
+		arg.Now,
+		arg.LeaseMicros,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageExtendLeasesRow{}
+	for rows.Next() {
+		var i MessageExtendLeasesRow
+		if err := rows.Scan(&i.ID, &i.ClaimToken); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const messageGet = `-- name: MessageGet :one
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
 FROM pgoutbox_message
@@ -319,23 +487,112 @@ func (q *Queries) MessageGetByDedupeKey(ctx context.Context, arg MessageGetByDed
 	return i, err
 }
 
+const messageGetByDedupeKeys = `-- name: MessageGetByDedupeKeys :many
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+       (pgoutbox_message.payload = k.payload)::boolean AS payload_matches,
+       k.ordinal::bigint AS ordinal
+FROM (
+    SELECT unnest($1::text[]) AS lane,
+           unnest($2::text[]) AS target,
+           unnest($3::text[]) AS dedupe_key,
+           unnest($4::jsonb[]) AS payload,
+           generate_subscripts($1::text[], 1) AS ordinal
+) k
+JOIN pgoutbox_message
+  ON pgoutbox_message.scope = $5::text
+ AND pgoutbox_message.lane = k.lane
+ AND pgoutbox_message.target = k.target
+ AND pgoutbox_message.dedupe_key = k.dedupe_key
+`
+
+type MessageGetByDedupeKeysParams struct {
+	Lanes      []string
+	Targets    []string
+	DedupeKeys []string
+	Payloads   []json.RawMessage
+	Scope      string
+}
+
+type MessageGetByDedupeKeysRow struct {
+	PgoutboxMessage PgoutboxMessage
+	PayloadMatches  bool
+	Ordinal         int64
+}
+
+// The holders of a batch's dedupe keys, with whether each one's payload is the
+// same JSON value as the draft's (see MessageGetByDedupeKey). @ordinal says
+// which draft (1-based) a row answers.
+func (q *Queries) MessageGetByDedupeKeys(ctx context.Context, arg MessageGetByDedupeKeysParams) ([]MessageGetByDedupeKeysRow, error) {
+	rows, err := q.db.Query(ctx, messageGetByDedupeKeys,
+		arg.Lanes,
+		arg.Targets,
+		arg.DedupeKeys,
+		arg.Payloads,
+		arg.Scope,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageGetByDedupeKeysRow{}
+	for rows.Next() {
+		var i MessageGetByDedupeKeysRow
+		if err := rows.Scan(
+			&i.PgoutboxMessage.ID,
+			&i.PgoutboxMessage.Scope,
+			&i.PgoutboxMessage.Lane,
+			&i.PgoutboxMessage.Target,
+			&i.PgoutboxMessage.Payload,
+			&i.PgoutboxMessage.DedupeKey,
+			&i.PgoutboxMessage.Status,
+			&i.PgoutboxMessage.AvailableAt,
+			&i.PgoutboxMessage.AttemptCount,
+			&i.PgoutboxMessage.MaxAttempts,
+			&i.PgoutboxMessage.ClaimedBy,
+			&i.PgoutboxMessage.ClaimToken,
+			&i.PgoutboxMessage.LeaseExpiresAt,
+			&i.PgoutboxMessage.LastError,
+			&i.PgoutboxMessage.CreatedAt,
+			&i.PgoutboxMessage.UpdatedAt,
+			&i.PayloadMatches,
+			&i.Ordinal,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const messageInsert = `-- name: MessageInsert :one
-INSERT INTO pgoutbox_message (
-    scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
-) VALUES (
-    $1::text,
-    $2::text,
-    $3::text,
-    $4::jsonb,
-    coalesce($5::timestamptz, $6::timestamptz, now()),
-    $7::integer,
-    coalesce($6::timestamptz, now()),
-    coalesce($6::timestamptz, now())
+WITH inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
+    ) VALUES (
+        $2::text,
+        $3::text,
+        $4::text,
+        $5::jsonb,
+        coalesce($6::timestamptz, $7::timestamptz, now()),
+        $8::integer,
+        coalesce($7::timestamptz, now()),
+        coalesce($7::timestamptz, now())
+    )
+    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
 )
-RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+       CASE WHEN $1::boolean
+            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+            ELSE false
+       END AS notified
+FROM inserted AS pgoutbox_message
 `
 
 type MessageInsertParams struct {
+	Notify      bool
 	Scope       string
 	Lane        string
 	Target      string
@@ -345,9 +602,21 @@ type MessageInsertParams struct {
 	MaxAttempts int32
 }
 
+type MessageInsertRow struct {
+	PgoutboxMessage PgoutboxMessage
+	Notified        bool
+}
+
 // Enqueue without a dedupe key: a plain insert, nothing can conflict.
-func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (PgoutboxMessage, error) {
+//
+// With @notify the statement also signals relays LISTENing on channel
+// 'pgoutbox' (payload: scope, lane and target separated by the unit
+// separator, a control character no name may contain). Postgres delivers it
+// at commit, and only then, so a relay never wakes for a message it cannot yet
+// see. The CTE is aliased as the table so sqlc returns the table's model.
+func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (MessageInsertRow, error) {
 	row := q.db.QueryRow(ctx, messageInsert,
+		arg.Notify,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
@@ -356,47 +625,57 @@ func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (P
 		arg.Now,
 		arg.MaxAttempts,
 	)
-	var i PgoutboxMessage
+	var i MessageInsertRow
 	err := row.Scan(
-		&i.ID,
-		&i.Scope,
-		&i.Lane,
-		&i.Target,
-		&i.Payload,
-		&i.DedupeKey,
-		&i.Status,
-		&i.AvailableAt,
-		&i.AttemptCount,
-		&i.MaxAttempts,
-		&i.ClaimedBy,
-		&i.ClaimToken,
-		&i.LeaseExpiresAt,
-		&i.LastError,
-		&i.CreatedAt,
-		&i.UpdatedAt,
+		&i.PgoutboxMessage.ID,
+		&i.PgoutboxMessage.Scope,
+		&i.PgoutboxMessage.Lane,
+		&i.PgoutboxMessage.Target,
+		&i.PgoutboxMessage.Payload,
+		&i.PgoutboxMessage.DedupeKey,
+		&i.PgoutboxMessage.Status,
+		&i.PgoutboxMessage.AvailableAt,
+		&i.PgoutboxMessage.AttemptCount,
+		&i.PgoutboxMessage.MaxAttempts,
+		&i.PgoutboxMessage.ClaimedBy,
+		&i.PgoutboxMessage.ClaimToken,
+		&i.PgoutboxMessage.LeaseExpiresAt,
+		&i.PgoutboxMessage.LastError,
+		&i.PgoutboxMessage.CreatedAt,
+		&i.PgoutboxMessage.UpdatedAt,
+		&i.Notified,
 	)
 	return i, err
 }
 
 const messageInsertDeduplicated = `-- name: MessageInsertDeduplicated :one
-INSERT INTO pgoutbox_message (
-    scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
-) VALUES (
-    $1::text,
-    $2::text,
-    $3::text,
-    $4::jsonb,
-    $5::text,
-    coalesce($6::timestamptz, $7::timestamptz, now()),
-    $8::integer,
-    coalesce($7::timestamptz, now()),
-    coalesce($7::timestamptz, now())
+WITH inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
+    ) VALUES (
+        $2::text,
+        $3::text,
+        $4::text,
+        $5::jsonb,
+        $6::text,
+        coalesce($7::timestamptz, $8::timestamptz, now()),
+        $9::integer,
+        coalesce($8::timestamptz, now()),
+        coalesce($8::timestamptz, now())
+    )
+    ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
 )
-ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+       CASE WHEN $1::boolean
+            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+            ELSE false
+       END AS notified
+FROM inserted AS pgoutbox_message
 `
 
 type MessageInsertDeduplicatedParams struct {
+	Notify      bool
 	Scope       string
 	Lane        string
 	Target      string
@@ -407,14 +686,21 @@ type MessageInsertDeduplicatedParams struct {
 	MaxAttempts int32
 }
 
+type MessageInsertDeduplicatedRow struct {
+	PgoutboxMessage PgoutboxMessage
+	Notified        bool
+}
+
 // Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
 // unique index raise: a unique violation would abort the caller's transaction,
 // and a duplicate is an expected outcome, not an error. No row back means the
-// key is taken; the caller then reads the holder with MessageGetByDedupeKey.
-// A concurrent insert of the same key waits here for the other transaction and
-// then either inserts (the other rolled back) or returns nothing.
-func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (PgoutboxMessage, error) {
+// key is taken (and nothing is notified); the caller then reads the holder
+// with MessageGetByDedupeKey. A concurrent insert of the same key waits here
+// for the other transaction and then either inserts (the other rolled back)
+// or returns nothing.
+func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (MessageInsertDeduplicatedRow, error) {
 	row := q.db.QueryRow(ctx, messageInsertDeduplicated,
+		arg.Notify,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
@@ -424,26 +710,142 @@ func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInse
 		arg.Now,
 		arg.MaxAttempts,
 	)
-	var i PgoutboxMessage
+	var i MessageInsertDeduplicatedRow
 	err := row.Scan(
-		&i.ID,
-		&i.Scope,
-		&i.Lane,
-		&i.Target,
-		&i.Payload,
-		&i.DedupeKey,
-		&i.Status,
-		&i.AvailableAt,
-		&i.AttemptCount,
-		&i.MaxAttempts,
-		&i.ClaimedBy,
-		&i.ClaimToken,
-		&i.LeaseExpiresAt,
-		&i.LastError,
-		&i.CreatedAt,
-		&i.UpdatedAt,
+		&i.PgoutboxMessage.ID,
+		&i.PgoutboxMessage.Scope,
+		&i.PgoutboxMessage.Lane,
+		&i.PgoutboxMessage.Target,
+		&i.PgoutboxMessage.Payload,
+		&i.PgoutboxMessage.DedupeKey,
+		&i.PgoutboxMessage.Status,
+		&i.PgoutboxMessage.AvailableAt,
+		&i.PgoutboxMessage.AttemptCount,
+		&i.PgoutboxMessage.MaxAttempts,
+		&i.PgoutboxMessage.ClaimedBy,
+		&i.PgoutboxMessage.ClaimToken,
+		&i.PgoutboxMessage.LeaseExpiresAt,
+		&i.PgoutboxMessage.LastError,
+		&i.PgoutboxMessage.CreatedAt,
+		&i.PgoutboxMessage.UpdatedAt,
+		&i.Notified,
 	)
 	return i, err
+}
+
+const messageInsertMany = `-- name: MessageInsertMany :many
+WITH inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
+    )
+    SELECT $2::text,
+           d.lane,
+           d.target,
+           d.payload,
+           nullif(d.dedupe_key, ''),
+           CASE WHEN d.has_available_at THEN d.available_at
+                ELSE coalesce($3::timestamptz, now())
+           END,
+           d.max_attempts,
+           coalesce($3::timestamptz, now()),
+           coalesce($3::timestamptz, now())
+    FROM (
+        -- Set-returning functions in one select list advance in lockstep.
+        SELECT unnest($4::text[]) AS lane,
+               unnest($5::text[]) AS target,
+               unnest($6::jsonb[]) AS payload,
+               unnest($7::text[]) AS dedupe_key,
+               unnest($8::timestamptz[]) AS available_at,
+               unnest($9::boolean[]) AS has_available_at,
+               unnest($10::integer[]) AS max_attempts,
+               generate_subscripts($4::text[], 1) AS ordinal
+    ) d
+    ORDER BY d.ordinal
+    ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+)
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+       CASE WHEN $1::boolean
+            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+            ELSE false
+       END AS notified
+FROM inserted AS pgoutbox_message
+ORDER BY pgoutbox_message.id
+`
+
+type MessageInsertManyParams struct {
+	Notify         bool
+	Scope          string
+	Now            *time.Time
+	Lanes          []string
+	Targets        []string
+	Payloads       []json.RawMessage
+	DedupeKeys     []string
+	AvailableAts   []time.Time
+	HasAvailableAt []bool
+	MaxAttempts    []int32
+}
+
+type MessageInsertManyRow struct {
+	PgoutboxMessage PgoutboxMessage
+	Notified        bool
+}
+
+// Enqueue a batch in one statement: one array per column, unnested in input
+// order. Rows are inserted, and their ids drawn, in @ordinal order, so the
+// rows that come back sorted by id line up with the drafts that were
+// inserted. ” in @dedupe_keys means no key; @has_available_at false means
+// now. Keys already taken (or repeated in the batch) insert nothing; the
+// caller reads their holders with MessageGetByDedupeKeys. Notifications are
+// one per (scope, lane, target): Postgres folds identical ones in a
+// transaction.
+func (q *Queries) MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error) {
+	rows, err := q.db.Query(ctx, messageInsertMany,
+		arg.Notify,
+		arg.Scope,
+		arg.Now,
+		arg.Lanes,
+		arg.Targets,
+		arg.Payloads,
+		arg.DedupeKeys,
+		arg.AvailableAts,
+		arg.HasAvailableAt,
+		arg.MaxAttempts,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageInsertManyRow{}
+	for rows.Next() {
+		var i MessageInsertManyRow
+		if err := rows.Scan(
+			&i.PgoutboxMessage.ID,
+			&i.PgoutboxMessage.Scope,
+			&i.PgoutboxMessage.Lane,
+			&i.PgoutboxMessage.Target,
+			&i.PgoutboxMessage.Payload,
+			&i.PgoutboxMessage.DedupeKey,
+			&i.PgoutboxMessage.Status,
+			&i.PgoutboxMessage.AvailableAt,
+			&i.PgoutboxMessage.AttemptCount,
+			&i.PgoutboxMessage.MaxAttempts,
+			&i.PgoutboxMessage.ClaimedBy,
+			&i.PgoutboxMessage.ClaimToken,
+			&i.PgoutboxMessage.LeaseExpiresAt,
+			&i.PgoutboxMessage.LastError,
+			&i.PgoutboxMessage.CreatedAt,
+			&i.PgoutboxMessage.UpdatedAt,
+			&i.Notified,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const messageList = `-- name: MessageList :many

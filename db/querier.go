@@ -13,6 +13,11 @@ type Querier interface {
 	// A holder whose lease has expired still succeeds as long as nobody has
 	// claimed the message since; the work is done, and acking spares a redelivery.
 	MessageAck(ctx context.Context, arg MessageAckParams) (int64, error)
+	// Acks a batch of (id, token) pairs in one statement and returns the pairs
+	// that were still held. Rows are locked in id order before the update, so two
+	// relays acking overlapping batches (possible only after lost claims) cannot
+	// deadlock; a row whose token changed while we waited is skipped.
+	MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error)
 	// Claims up to @max messages of one (scope, lane, target) in one statement.
 	//
 	// Candidates come from two index range scans, each locking with SKIP LOCKED so
@@ -32,20 +37,48 @@ type Querier interface {
 	// timestamps. The result holds the claimed rows (status 'claimed') and then
 	// the rows dead-lettered on the way (status 'dead_letter'), each in claim order.
 	MessageClaim(ctx context.Context, arg MessageClaimParams) ([]MessageClaimRow, error)
+	// A permanent failure: the holder dead-letters the message at once, whatever
+	// attempts it has left. Fenced like MessageAck.
+	MessageDeadLetter(ctx context.Context, arg MessageDeadLetterParams) (int64, error)
+	// Heartbeat: moves the lease of each held (id, token) pair to now + @lease
+	// and returns the pairs still held. A holder whose lease already ran out may
+	// extend it while nobody has claimed the message since. Locks in id order
+	// like MessageAckMany.
+	MessageExtendLeases(ctx context.Context, arg MessageExtendLeasesParams) ([]MessageExtendLeasesRow, error)
 	MessageGet(ctx context.Context, arg MessageGetParams) (PgoutboxMessage, error)
 	// The message holding a dedupe key, and whether its payload is the same JSON
 	// value as the one offered again (jsonb equality ignores key order and
 	// whitespace, as a retrying producer's serializer may differ).
 	MessageGetByDedupeKey(ctx context.Context, arg MessageGetByDedupeKeyParams) (MessageGetByDedupeKeyRow, error)
+	// The holders of a batch's dedupe keys, with whether each one's payload is the
+	// same JSON value as the draft's (see MessageGetByDedupeKey). @ordinal says
+	// which draft (1-based) a row answers.
+	MessageGetByDedupeKeys(ctx context.Context, arg MessageGetByDedupeKeysParams) ([]MessageGetByDedupeKeysRow, error)
 	// Enqueue without a dedupe key: a plain insert, nothing can conflict.
-	MessageInsert(ctx context.Context, arg MessageInsertParams) (PgoutboxMessage, error)
+	//
+	// With @notify the statement also signals relays LISTENing on channel
+	// 'pgoutbox' (payload: scope, lane and target separated by the unit
+	// separator, a control character no name may contain). Postgres delivers it
+	// at commit, and only then, so a relay never wakes for a message it cannot yet
+	// see. The CTE is aliased as the table so sqlc returns the table's model.
+	MessageInsert(ctx context.Context, arg MessageInsertParams) (MessageInsertRow, error)
 	// Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
 	// unique index raise: a unique violation would abort the caller's transaction,
 	// and a duplicate is an expected outcome, not an error. No row back means the
-	// key is taken; the caller then reads the holder with MessageGetByDedupeKey.
-	// A concurrent insert of the same key waits here for the other transaction and
-	// then either inserts (the other rolled back) or returns nothing.
-	MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (PgoutboxMessage, error)
+	// key is taken (and nothing is notified); the caller then reads the holder
+	// with MessageGetByDedupeKey. A concurrent insert of the same key waits here
+	// for the other transaction and then either inserts (the other rolled back)
+	// or returns nothing.
+	MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (MessageInsertDeduplicatedRow, error)
+	// Enqueue a batch in one statement: one array per column, unnested in input
+	// order. Rows are inserted, and their ids drawn, in @ordinal order, so the
+	// rows that come back sorted by id line up with the drafts that were
+	// inserted. '' in @dedupe_keys means no key; @has_available_at false means
+	// now. Keys already taken (or repeated in the batch) insert nothing; the
+	// caller reads their holders with MessageGetByDedupeKeys. Notifications are
+	// one per (scope, lane, target): Postgres folds identical ones in a
+	// transaction.
+	MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error)
 	// Oldest first (enqueue order), optionally one status only; the caller caps
 	// @max so a listing is never unbounded.
 	MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error)

@@ -12,10 +12,11 @@ type Option func(*config)
 type config struct {
 	clock  func() time.Time
 	logger *slog.Logger
+	notify bool
 }
 
 func newConfig(opts []Option) config {
-	c := config{logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	c := config{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), notify: true}
 	for _, opt := range opts {
 		opt(&c)
 	}
@@ -42,4 +43,15 @@ func WithLogger(l *slog.Logger) Option {
 		}
 		c.logger = l
 	}
+}
+
+// WithNotify makes every enqueue signal relays that LISTEN on NotifyChannel
+// (default on). Postgres delivers the signal when the enqueuing transaction
+// commits, so an idle relay picks the message up in milliseconds instead of
+// at its next poll. Turn it off where no relay listens (every relay polls,
+// for example behind PgBouncer in transaction mode): NOTIFY serialises
+// committing transactions on a global lock, a cost worth paying only when
+// someone is listening.
+func WithNotify(on bool) Option {
+	return func(c *config) { c.notify = on }
 }

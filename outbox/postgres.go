@@ -20,6 +20,7 @@ import (
 // A PostgresStore is a value bound to one connection and one scope; WithTx
 // and Scoped return new views and leave the receiver as it was.
 type PostgresStore struct {
+	conn  db.DBTX // what q runs on; EnqueueMany begins transactions on it
 	q     *db.Queries
 	scope string
 	cfg   config
@@ -31,7 +32,7 @@ var _ Store = (*PostgresStore)(nil)
 // *pgxpool.Pool for a service, a *pgx.Conn, or a pgx.Tx to run every call in
 // one transaction. The schema must be migrated first (see Migrate).
 func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
-	return &PostgresStore{q: db.New(conn), cfg: newConfig(opts)}
+	return &PostgresStore{conn: conn, q: db.New(conn), cfg: newConfig(opts)}
 }
 
 // WithTx returns the same store (scope, clock, logger) running every call in
@@ -40,6 +41,7 @@ func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
 // abort tx.
 func (s *PostgresStore) WithTx(tx pgx.Tx) *PostgresStore {
 	c := *s
+	c.conn = tx
 	c.q = s.q.WithTx(tx)
 	return &c
 }
@@ -96,21 +98,21 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 	now := s.now()
 	if d.DedupeKey == "" {
 		row, err := s.q.MessageInsert(ctx, db.MessageInsertParams{
-			Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
+			Notify: s.cfg.notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
 			AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
 		if err != nil {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
 		}
-		return EnqueueResult{Message: toMessage(row)}, nil
+		return EnqueueResult{Message: toMessage(row.PgoutboxMessage)}, nil
 	}
 	for range dedupeRetries {
 		row, err := s.q.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
-			Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload, DedupeKey: d.DedupeKey,
-			AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+			Notify: s.cfg.notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
+			DedupeKey: d.DedupeKey, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
 		if err == nil {
-			return EnqueueResult{Message: toMessage(row)}, nil
+			return EnqueueResult{Message: toMessage(row.PgoutboxMessage)}, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
@@ -193,9 +195,9 @@ func (s *PostgresStore) Claim(ctx context.Context, r ClaimRequest) ([]Message, e
 // gives false and is left alone. A holder whose lease has expired still
 // succeeds while nobody has claimed the message since.
 func (s *PostgresStore) Ack(ctx context.Context, id, claimToken string) (bool, error) {
-	key, token, ok, err := parseClaim(id, claimToken)
-	if err != nil {
-		return false, fmt.Errorf("outbox: ack: %w", err)
+	key, token, ok, verr := parseReceipt(id, claimToken)
+	if verr != nil {
+		return false, fmt.Errorf("outbox: ack: %w", verr)
 	}
 	if !ok {
 		return false, nil
@@ -216,14 +218,12 @@ func (s *PostgresStore) Ack(ctx context.Context, id, claimToken string) (bool, e
 // The reason never makes a nack fail: NUL bytes are dropped, invalid UTF-8
 // replaced and the text cut to MaxErrorBytes.
 func (s *PostgresStore) Nack(ctx context.Context, id, claimToken, reason string, retryAt time.Time) (NackOutcome, error) {
-	key, token, ok, err := parseClaim(id, claimToken)
-	if err == nil && !retryAt.IsZero() {
-		if verr := checkTime("retry_at", retryAt); verr != nil {
-			err = verr
-		}
+	key, token, ok, verr := parseReceipt(id, claimToken)
+	if verr == nil && !retryAt.IsZero() {
+		verr = checkTime("retry_at", retryAt)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("outbox: nack: %w", err)
+	if verr != nil {
+		return 0, fmt.Errorf("outbox: nack: %w", verr)
 	}
 	if !ok {
 		return NackLostClaim, nil
@@ -292,10 +292,10 @@ func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
 	return toMessage(row), nil
 }
 
-// parseClaim turns the id and token a consumer holds into their database
+// parseReceipt turns the id and token a consumer holds into their database
 // forms. Blank values are a caller's bug and fail validation; values that
 // cannot be an id or token this store issued are simply not held (ok false).
-func parseClaim(id, claimToken string) (key int64, token pgtype.UUID, ok bool, err error) {
+func parseReceipt(id, claimToken string) (key int64, token pgtype.UUID, ok bool, err *ValidationError) {
 	if strings.TrimSpace(id) == "" {
 		return 0, token, false, invalid("id", "is required")
 	}

@@ -1,41 +1,131 @@
 -- name: MessageInsert :one
 -- Enqueue without a dedupe key: a plain insert, nothing can conflict.
-INSERT INTO pgoutbox_message (
-    scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
-) VALUES (
-    @scope::text,
-    @lane::text,
-    @target::text,
-    @payload::jsonb,
-    coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
-    @max_attempts::integer,
-    coalesce(sqlc.narg('now')::timestamptz, now()),
-    coalesce(sqlc.narg('now')::timestamptz, now())
+--
+-- With @notify the statement also signals relays LISTENing on channel
+-- 'pgoutbox' (payload: scope, lane and target separated by the unit
+-- separator, a control character no name may contain). Postgres delivers it
+-- at commit, and only then, so a relay never wakes for a message it cannot yet
+-- see. The CTE is aliased as the table so sqlc returns the table's model.
+WITH inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
+    ) VALUES (
+        @scope::text,
+        @lane::text,
+        @target::text,
+        @payload::jsonb,
+        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
+        @max_attempts::integer,
+        coalesce(sqlc.narg('now')::timestamptz, now()),
+        coalesce(sqlc.narg('now')::timestamptz, now())
+    )
+    RETURNING *
 )
-RETURNING *;
+SELECT sqlc.embed(pgoutbox_message),
+       CASE WHEN @notify::boolean
+            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+            ELSE false
+       END AS notified
+FROM inserted AS pgoutbox_message;
 
 -- name: MessageInsertDeduplicated :one
 -- Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
 -- unique index raise: a unique violation would abort the caller's transaction,
 -- and a duplicate is an expected outcome, not an error. No row back means the
--- key is taken; the caller then reads the holder with MessageGetByDedupeKey.
--- A concurrent insert of the same key waits here for the other transaction and
--- then either inserts (the other rolled back) or returns nothing.
-INSERT INTO pgoutbox_message (
-    scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
-) VALUES (
-    @scope::text,
-    @lane::text,
-    @target::text,
-    @payload::jsonb,
-    @dedupe_key::text,
-    coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
-    @max_attempts::integer,
-    coalesce(sqlc.narg('now')::timestamptz, now()),
-    coalesce(sqlc.narg('now')::timestamptz, now())
+-- key is taken (and nothing is notified); the caller then reads the holder
+-- with MessageGetByDedupeKey. A concurrent insert of the same key waits here
+-- for the other transaction and then either inserts (the other rolled back)
+-- or returns nothing.
+WITH inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
+    ) VALUES (
+        @scope::text,
+        @lane::text,
+        @target::text,
+        @payload::jsonb,
+        @dedupe_key::text,
+        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
+        @max_attempts::integer,
+        coalesce(sqlc.narg('now')::timestamptz, now()),
+        coalesce(sqlc.narg('now')::timestamptz, now())
+    )
+    ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING *
 )
-ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-RETURNING *;
+SELECT sqlc.embed(pgoutbox_message),
+       CASE WHEN @notify::boolean
+            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+            ELSE false
+       END AS notified
+FROM inserted AS pgoutbox_message;
+
+-- name: MessageInsertMany :many
+-- Enqueue a batch in one statement: one array per column, unnested in input
+-- order. Rows are inserted, and their ids drawn, in @ordinal order, so the
+-- rows that come back sorted by id line up with the drafts that were
+-- inserted. '' in @dedupe_keys means no key; @has_available_at false means
+-- now. Keys already taken (or repeated in the batch) insert nothing; the
+-- caller reads their holders with MessageGetByDedupeKeys. Notifications are
+-- one per (scope, lane, target): Postgres folds identical ones in a
+-- transaction.
+WITH inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
+    )
+    SELECT @scope::text,
+           d.lane,
+           d.target,
+           d.payload,
+           nullif(d.dedupe_key, ''),
+           CASE WHEN d.has_available_at THEN d.available_at
+                ELSE coalesce(sqlc.narg('now')::timestamptz, now())
+           END,
+           d.max_attempts,
+           coalesce(sqlc.narg('now')::timestamptz, now()),
+           coalesce(sqlc.narg('now')::timestamptz, now())
+    FROM (
+        -- Set-returning functions in one select list advance in lockstep.
+        SELECT unnest(@lanes::text[]) AS lane,
+               unnest(@targets::text[]) AS target,
+               unnest(@payloads::jsonb[]) AS payload,
+               unnest(@dedupe_keys::text[]) AS dedupe_key,
+               unnest(@available_ats::timestamptz[]) AS available_at,
+               unnest(@has_available_at::boolean[]) AS has_available_at,
+               unnest(@max_attempts::integer[]) AS max_attempts,
+               generate_subscripts(@lanes::text[], 1) AS ordinal
+    ) d
+    ORDER BY d.ordinal
+    ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING *
+)
+SELECT sqlc.embed(pgoutbox_message),
+       CASE WHEN @notify::boolean
+            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+            ELSE false
+       END AS notified
+FROM inserted AS pgoutbox_message
+ORDER BY pgoutbox_message.id;
+
+-- name: MessageGetByDedupeKeys :many
+-- The holders of a batch's dedupe keys, with whether each one's payload is the
+-- same JSON value as the draft's (see MessageGetByDedupeKey). @ordinal says
+-- which draft (1-based) a row answers.
+SELECT sqlc.embed(pgoutbox_message),
+       (pgoutbox_message.payload = k.payload)::boolean AS payload_matches,
+       k.ordinal::bigint AS ordinal
+FROM (
+    SELECT unnest(@lanes::text[]) AS lane,
+           unnest(@targets::text[]) AS target,
+           unnest(@dedupe_keys::text[]) AS dedupe_key,
+           unnest(@payloads::jsonb[]) AS payload,
+           generate_subscripts(@lanes::text[], 1) AS ordinal
+) k
+JOIN pgoutbox_message
+  ON pgoutbox_message.scope = @scope::text
+ AND pgoutbox_message.lane = k.lane
+ AND pgoutbox_message.target = k.target
+ AND pgoutbox_message.dedupe_key = k.dedupe_key;
 
 -- name: MessageGetByDedupeKey :one
 -- The message holding a dedupe key, and whether its payload is the same JSON
@@ -161,6 +251,73 @@ ORDER BY status, available_at, id;
 -- claimed the message since; the work is done, and acking spares a redelivery.
 UPDATE pgoutbox_message
 SET status = 'delivered',
+    claimed_by = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+WHERE id = @id::bigint
+  AND scope = @scope::text
+  AND status = 'claimed'
+  AND claim_token = @claim_token::uuid;
+
+-- name: MessageAckMany :many
+-- Acks a batch of (id, token) pairs in one statement and returns the pairs
+-- that were still held. Rows are locked in id order before the update, so two
+-- relays acking overlapping batches (possible only after lost claims) cannot
+-- deadlock; a row whose token changed while we waited is skipped.
+WITH held AS (
+    SELECT m.id AS held_id, m.claim_token AS held_token
+    FROM pgoutbox_message m
+    JOIN (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS claim_token) r
+      ON m.id = r.id AND m.claim_token = r.claim_token
+    WHERE m.scope = @scope::text
+      AND m.status = 'claimed'
+    ORDER BY m.id
+    FOR UPDATE OF m
+)
+UPDATE pgoutbox_message m
+SET status = 'delivered',
+    claimed_by = NULL,
+    claim_token = NULL,
+    lease_expires_at = NULL,
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+FROM held h
+WHERE m.id = h.held_id
+RETURNING m.id, h.held_token::uuid AS claim_token;
+
+-- name: MessageExtendLeases :many
+-- Heartbeat: moves the lease of each held (id, token) pair to now + @lease
+-- and returns the pairs still held. A holder whose lease already ran out may
+-- extend it while nobody has claimed the message since. Locks in id order
+-- like MessageAckMany.
+WITH held AS (
+    SELECT m.id AS held_id, m.claim_token AS held_token
+    FROM pgoutbox_message m
+    JOIN (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS claim_token) r
+      ON m.id = r.id AND m.claim_token = r.claim_token
+    WHERE m.scope = @scope::text
+      AND m.status = 'claimed'
+    ORDER BY m.id
+    FOR UPDATE OF m
+),
+clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now,
+           coalesce(sqlc.narg('now')::timestamptz, now())
+               + sqlc.arg('lease_micros')::bigint * interval '1 microsecond' AS lease_until
+)
+UPDATE pgoutbox_message m
+SET lease_expires_at = k.lease_until,
+    updated_at = k.now
+FROM held h, clock k
+WHERE m.id = h.held_id
+RETURNING m.id, m.claim_token;
+
+-- name: MessageDeadLetter :execrows
+-- A permanent failure: the holder dead-letters the message at once, whatever
+-- attempts it has left. Fenced like MessageAck.
+UPDATE pgoutbox_message
+SET status = 'dead_letter',
+    last_error = @last_error::text,
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
