@@ -907,37 +907,44 @@ UPDATE pgoutbox_message
 SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pending' END,
     available_at = CASE
         WHEN attempt_count >= max_attempts THEN available_at
-        ELSE coalesce($1::timestamptz, $2::timestamptz, now())
+        ELSE coalesce(
+            $1::timestamptz,
+            coalesce($2::timestamptz, now())
+                + coalesce($3::bigint, 0) * interval '1 microsecond'
+        )
     END,
-    last_error = $3::text,
+    last_error = $4::text,
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
     updated_at = coalesce($2::timestamptz, now())
-WHERE id = $4::bigint
-  AND scope = $5::text
+WHERE id = $5::bigint
+  AND scope = $6::text
   AND status = 'claimed'
-  AND claim_token = $6::uuid
+  AND claim_token = $7::uuid
 RETURNING status
 `
 
 type MessageNackParams struct {
-	RetryAt    *time.Time
-	Now        *time.Time
-	LastError  string
-	ID         int64
-	Scope      string
-	ClaimToken pgtype.UUID
+	RetryAt          *time.Time
+	Now              *time.Time
+	RetryAfterMicros *int64
+	LastError        string
+	ID               int64
+	Scope            string
+	ClaimToken       pgtype.UUID
 }
 
 // Fenced like MessageAck. A message with attempts left returns to pending at
-// @retry_at (NULL: now); one without goes to dead_letter, keeping its
-// available_at as a record of when it was last due. No row back means the
-// claim was lost.
+// @retry_at, or @retry_after_micros after now (both NULL: now); one without
+// goes to dead_letter, keeping its available_at as a record of when it was
+// last due. A delay measured from the database's clock keeps backoff right
+// on hosts whose clocks are off. No row back means the claim was lost.
 func (q *Queries) MessageNack(ctx context.Context, arg MessageNackParams) (string, error) {
 	row := q.db.QueryRow(ctx, messageNack,
 		arg.RetryAt,
 		arg.Now,
+		arg.RetryAfterMicros,
 		arg.LastError,
 		arg.ID,
 		arg.Scope,

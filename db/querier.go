@@ -83,9 +83,10 @@ type Querier interface {
 	// @max so a listing is never unbounded.
 	MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error)
 	// Fenced like MessageAck. A message with attempts left returns to pending at
-	// @retry_at (NULL: now); one without goes to dead_letter, keeping its
-	// available_at as a record of when it was last due. No row back means the
-	// claim was lost.
+	// @retry_at, or @retry_after_micros after now (both NULL: now); one without
+	// goes to dead_letter, keeping its available_at as a record of when it was
+	// last due. A delay measured from the database's clock keeps backoff right
+	// on hosts whose clocks are off. No row back means the claim was lost.
 	MessageNack(ctx context.Context, arg MessageNackParams) (string, error)
 }
 

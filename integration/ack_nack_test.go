@@ -197,3 +197,23 @@ func TestNackRejectsRetryTimeOutOfRange(t *testing.T) {
 		t.Error("a refused nack changed the table")
 	}
 }
+
+// NackAfter measures the delay on the store's clock, not the caller's.
+func TestNackAfterDelaysFromStoreClock(t *testing.T) {
+	c := newClock()
+	f := newFixture(t, outbox.WithClock(c.Now))
+	m := f.enqueue(f.store, draft(`{}`))
+	got := f.claim(f.store, claimReq(1, time.Minute, "c"))
+	c.Advance(3 * time.Second)
+	if out, err := f.store.NackAfter(f.ctx, m.ID, got[0].ClaimToken, "later", 90*time.Second); err != nil || out != outbox.NackRequeued {
+		t.Fatalf("nack after: %v %v", out, err)
+	}
+	if p := f.get(f.store, m.ID); !p.AvailableAt.Equal(c.Now().Add(90 * time.Second)) {
+		t.Errorf("available at %v, want %v", p.AvailableAt, c.Now().Add(90*time.Second))
+	}
+	for _, d := range []time.Duration{-time.Second, outbox.MaxRetryDelay + time.Second} {
+		if _, err := f.store.NackAfter(f.ctx, m.ID, got[0].ClaimToken, "x", d); !errors.Is(err, outbox.ErrValidation) {
+			t.Errorf("delay %v: %v", d, err)
+		}
+	}
+}

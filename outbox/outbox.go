@@ -53,6 +53,8 @@ const (
 	MaxListLimit = 1000
 	// MaxErrorBytes caps the reason stored by Nack; longer reasons are cut.
 	MaxErrorBytes = 4096
+	// MaxRetryDelay caps NackAfter's delay.
+	MaxRetryDelay = 365 * 24 * time.Hour
 )
 
 // Status is where a message is in its life cycle.

@@ -218,22 +218,38 @@ func (s *PostgresStore) Ack(ctx context.Context, id, claimToken string) (bool, e
 // The reason never makes a nack fail: NUL bytes are dropped, invalid UTF-8
 // replaced and the text cut to MaxErrorBytes.
 func (s *PostgresStore) Nack(ctx context.Context, id, claimToken, reason string, retryAt time.Time) (NackOutcome, error) {
-	key, token, ok, verr := parseReceipt(id, claimToken)
-	if verr == nil && !retryAt.IsZero() {
-		verr = checkTime("retry_at", retryAt)
+	var at *time.Time
+	if !retryAt.IsZero() {
+		if verr := checkTime("retry_at", retryAt); verr != nil {
+			return 0, fmt.Errorf("outbox: nack: %w", verr)
+		}
+		at = &retryAt
 	}
+	return s.nack(ctx, id, claimToken, reason, at, nil)
+}
+
+// NackAfter is Nack with a retry delay instead of a retry time: the message
+// becomes claimable delay after now on the store's clock (the database's by
+// default), so a backoff computed on a host with a wrong clock still waits
+// as long as it meant to.
+func (s *PostgresStore) NackAfter(ctx context.Context, id, claimToken, reason string, delay time.Duration) (NackOutcome, error) {
+	if delay < 0 || delay > MaxRetryDelay {
+		return 0, fmt.Errorf("outbox: nack: %w", invalid("delay", "must be between 0 and %s, got %s", MaxRetryDelay, delay))
+	}
+	micros := delay.Microseconds()
+	return s.nack(ctx, id, claimToken, reason, nil, &micros)
+}
+
+func (s *PostgresStore) nack(ctx context.Context, id, claimToken, reason string, retryAt *time.Time, afterMicros *int64) (NackOutcome, error) {
+	key, token, ok, verr := parseReceipt(id, claimToken)
 	if verr != nil {
 		return 0, fmt.Errorf("outbox: nack: %w", verr)
 	}
 	if !ok {
 		return NackLostClaim, nil
 	}
-	var retry *time.Time
-	if !retryAt.IsZero() {
-		retry = &retryAt
-	}
 	status, err := s.q.MessageNack(ctx, db.MessageNackParams{
-		Now: s.now(), RetryAt: retry, LastError: cleanReason(reason),
+		Now: s.now(), RetryAt: retryAt, RetryAfterMicros: afterMicros, LastError: cleanReason(reason),
 		ID: key, Scope: s.scope, ClaimToken: token,
 	})
 	switch {

@@ -329,14 +329,19 @@ WHERE id = @id::bigint
 
 -- name: MessageNack :one
 -- Fenced like MessageAck. A message with attempts left returns to pending at
--- @retry_at (NULL: now); one without goes to dead_letter, keeping its
--- available_at as a record of when it was last due. No row back means the
--- claim was lost.
+-- @retry_at, or @retry_after_micros after now (both NULL: now); one without
+-- goes to dead_letter, keeping its available_at as a record of when it was
+-- last due. A delay measured from the database's clock keeps backoff right
+-- on hosts whose clocks are off. No row back means the claim was lost.
 UPDATE pgoutbox_message
 SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pending' END,
     available_at = CASE
         WHEN attempt_count >= max_attempts THEN available_at
-        ELSE coalesce(sqlc.narg('retry_at')::timestamptz, sqlc.narg('now')::timestamptz, now())
+        ELSE coalesce(
+            sqlc.narg('retry_at')::timestamptz,
+            coalesce(sqlc.narg('now')::timestamptz, now())
+                + coalesce(sqlc.narg('retry_after_micros')::bigint, 0) * interval '1 microsecond'
+        )
     END,
     last_error = @last_error::text,
     claimed_by = NULL,
