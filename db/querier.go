@@ -88,6 +88,10 @@ type Querier interface {
 	// last due. A delay measured from the database's clock keeps backoff right
 	// on hosts whose clocks are off. No row back means the claim was lost.
 	MessageNack(ctx context.Context, arg MessageNackParams) (string, error)
+	// Subscribes the session to the channel the enqueue statements notify on
+	// (see MessageInsert). Postgres delivers a notification only after the
+	// notifying transaction commits, so a woken relay always finds the message.
+	NotifyListen(ctx context.Context) error
 }
 
 var _ Querier = (*Queries)(nil)

@@ -123,3 +123,17 @@ func (f *fixture) dbNow() time.Time {
 func sleepBriefly() { time.Sleep(10 * time.Millisecond) }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// newSequentialFixture is newFixture for tests that must not run alongside
+// others (goroutine leak checks).
+func newSequentialFixture(t *testing.T) *fixture {
+	t.Helper()
+	d := pgtest.NewDB(t)
+	return &fixture{t: t, ctx: t.Context(), db: d, pool: d.Pool, store: outbox.NewPostgresStore(d.Pool)}
+}
+
+// pgtestPool opens a second pool on the fixture's database.
+func pgtestPool(t *testing.T, f *fixture) *pgxpool.Pool {
+	t.Helper()
+	return pgtest.Pool(t, f.db.URL)
+}

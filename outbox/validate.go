@@ -159,3 +159,16 @@ func cleanReason(s string) string {
 	}
 	return s[:cut]
 }
+
+// Validate reports whether r is a claim request Claim accepts. The error
+// wraps ErrValidation and names the field.
+func (r ClaimRequest) Validate() error {
+	if err := r.validate(); err != nil {
+		return fmt.Errorf("outbox: claim request: %w", err)
+	}
+	return nil
+}
+
+// CleanReason returns reason as Nack and DeadLetter store it: NUL bytes
+// dropped, invalid UTF-8 replaced, cut to MaxErrorBytes on a rune boundary.
+func CleanReason(reason string) string { return cleanReason(reason) }

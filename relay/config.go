@@ -1,0 +1,190 @@
+package relay
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/pgoutbox/pgoutbox/outbox"
+)
+
+// Handler delivers one message. Returning nil acks it; an error retries it
+// (or dead-letters it, see Permanent). ctx is cancelled when the relay loses
+// the claim or gives up on the handler during shutdown; a handler must return
+// promptly then.
+type Handler func(ctx context.Context, m outbox.Message) error
+
+// Store is what a relay needs of a store. *outbox.PostgresStore implements
+// it, scoped or not, and so does the in-memory store of package memstore.
+type Store interface {
+	Scope() string
+	Claim(ctx context.Context, r outbox.ClaimRequest) ([]outbox.Message, error)
+	AckMany(ctx context.Context, receipts []outbox.Receipt) ([]bool, error)
+	NackAfter(ctx context.Context, id, claimToken, reason string, delay time.Duration) (outbox.NackOutcome, error)
+	DeadLetter(ctx context.Context, id, claimToken, reason string) (bool, error)
+	ExtendLeases(ctx context.Context, receipts []outbox.Receipt, lease time.Duration) ([]bool, error)
+}
+
+// Wakeups tells a relay that messages may be waiting, so that it claims
+// before its next poll. Notifier (LISTEN/NOTIFY) implements it.
+type Wakeups interface {
+	// Subscribe returns a channel that receives (coalesced) wake-ups for one
+	// scope, lane and target, and a function that ends the subscription.
+	Subscribe(scope, lane, target string) (<-chan struct{}, func())
+}
+
+// Config configures a Relay. Lane, Target and Handler are required; every
+// other field has a default.
+type Config struct {
+	// Lane and Target select the messages this relay delivers.
+	Lane, Target string
+	// Handler delivers a message.
+	Handler Handler
+	// ConsumerID names this relay in claims. Default: host-pid-random,
+	// unique per process.
+	ConsumerID string
+	// Concurrency bounds the handlers running at once. Default 16.
+	Concurrency int
+	// BatchSize caps the messages one claim takes; a claim never takes more
+	// than there are free handler slots. Default: Concurrency.
+	BatchSize int
+	// Lease is the lease each claim takes and each heartbeat renews.
+	// Default 30s.
+	Lease time.Duration
+	// HeartbeatInterval is how often in-flight leases are extended. It must
+	// be shorter than Lease. Default: Lease / 3.
+	HeartbeatInterval time.Duration
+	// PollInterval is how long an idle relay waits before claiming again
+	// when no wake-up comes. Default 1s.
+	PollInterval time.Duration
+	// Wakeups, when set, wakes an idle relay as soon as a message is
+	// enqueued. Nil means polling only (right behind PgBouncer in
+	// transaction mode, where LISTEN does not work).
+	Wakeups Wakeups
+	// Backoff turns a failed attempt into a retry delay. Default:
+	// ExponentialBackoff(time.Second, 5*time.Minute).
+	Backoff Backoff
+	// DrainTimeout is how long Run waits for in-flight handlers once its
+	// context ends. Default 30s.
+	DrainTimeout time.Duration
+	// AckBatchSize and AckInterval bound how many successes wait, and for
+	// how long, before one statement acks them all. Defaults 100 and 10ms.
+	AckBatchSize int
+	AckInterval  time.Duration
+	// Logger receives the relay's logs. Default: discard.
+	Logger *slog.Logger
+	// MeterProvider receives the relay's metrics. Default: no-op.
+	MeterProvider metric.MeterProvider
+	// TracerProvider, when set, gets a span per delivery. Default: no-op.
+	TracerProvider trace.TracerProvider
+}
+
+// Limits on Config.
+const (
+	MaxConcurrency = 10_000
+	minInterval    = time.Millisecond
+)
+
+func (c Config) withDefaults() Config {
+	if c.ConsumerID == "" {
+		c.ConsumerID = defaultConsumerID()
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 16
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = min(c.Concurrency, outbox.MaxClaimLimit)
+	}
+	if c.Lease == 0 {
+		c.Lease = 30 * time.Second
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = c.Lease / 3
+	}
+	if c.PollInterval == 0 {
+		c.PollInterval = time.Second
+	}
+	if c.Backoff == nil {
+		c.Backoff = ExponentialBackoff(time.Second, 5*time.Minute)
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	if c.AckBatchSize == 0 {
+		c.AckBatchSize = 100
+	}
+	if c.AckInterval == 0 {
+		c.AckInterval = 10 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if c.MeterProvider == nil {
+		c.MeterProvider = metricnoop.NewMeterProvider()
+	}
+	if c.TracerProvider == nil {
+		c.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if c.Handler == nil {
+		return invalid("handler", "is required")
+	}
+	if c.Concurrency < 1 || c.Concurrency > MaxConcurrency {
+		return invalid("concurrency", "must be between 1 and %d, got %d", MaxConcurrency, c.Concurrency)
+	}
+	// Lane, target, consumer id, batch size and lease: the claim's own rules.
+	req := outbox.ClaimRequest{Lane: c.Lane, Target: c.Target, Limit: c.BatchSize, Lease: c.Lease, ConsumerID: c.ConsumerID}
+	if err := req.Validate(); err != nil {
+		return fmt.Errorf("relay: config: %w", err)
+	}
+	if c.AckBatchSize < 1 || c.AckBatchSize > outbox.MaxBatch {
+		return invalid("ack_batch_size", "must be between 1 and %d, got %d", outbox.MaxBatch, c.AckBatchSize)
+	}
+	for _, d := range []struct {
+		field string
+		value time.Duration
+	}{
+		{"heartbeat_interval", c.HeartbeatInterval}, {"poll_interval", c.PollInterval},
+		{"drain_timeout", c.DrainTimeout}, {"ack_interval", c.AckInterval},
+	} {
+		if d.value < minInterval {
+			return invalid(d.field, "must be at least %s, got %s", minInterval, d.value)
+		}
+	}
+	if c.HeartbeatInterval >= c.Lease {
+		return invalid("heartbeat_interval", "must be shorter than the lease (%s), got %s", c.Lease, c.HeartbeatInterval)
+	}
+	return nil
+}
+
+func invalid(field, format string, args ...any) error {
+	return fmt.Errorf("relay: config: %w", &outbox.ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)})
+}
+
+// defaultConsumerID is unique per process: two relays on one host differ by
+// pid, two processes reusing a pid (containers) by the random suffix.
+func defaultConsumerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "relay"
+	}
+	if len(host) > 200 {
+		host = host[:200]
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+}

@@ -1,0 +1,379 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pgoutbox/pgoutbox/outbox"
+)
+
+var _ Store = (*outbox.PostgresStore)(nil)
+
+// Relay delivers the messages of one lane and target. Create it with New.
+type Relay struct {
+	store   Store
+	cfg     Config
+	metrics *metrics
+	tracer  trace.Tracer
+	running atomic.Bool
+}
+
+// New validates cfg, fills in its defaults and returns a relay on store.
+// Errors wrap outbox.ErrValidation and name the field.
+func New(store Store, cfg Config) (*Relay, error) {
+	if store == nil {
+		return nil, invalid("store", "is required")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	m, err := newMetrics(cfg.MeterProvider, cfg.Lane, cfg.Target)
+	if err != nil {
+		return nil, fmt.Errorf("relay: metrics: %w", err)
+	}
+	return &Relay{store: store, cfg: cfg, metrics: m, tracer: cfg.TracerProvider.Tracer(meterName)}, nil
+}
+
+// ConsumerID returns the id the relay claims under.
+func (r *Relay) ConsumerID() string { return r.cfg.ConsumerID }
+
+// writeTimeout bounds each ack, nack, dead-letter and heartbeat statement,
+// which run on a context that outlives Run's so that they complete during
+// the drain.
+const writeTimeout = 30 * time.Second
+
+// abandonGrace is how long Run waits, after cancelling the handlers that
+// outlived DrainTimeout, for them to return.
+const abandonGrace = time.Second
+
+// Run delivers messages until ctx ends, then drains: it stops claiming, waits
+// up to DrainTimeout for in-flight handlers, cancels those still running and
+// leaves their messages to lease expiry, flushes pending acks, and returns.
+// It returns an error only when Run is already running.
+func (r *Relay) Run(ctx context.Context) error {
+	if !r.running.CompareAndSwap(false, true) {
+		return errors.New("relay: Run is already running")
+	}
+	defer r.running.Store(false)
+
+	// Handlers and the writes after them outlive ctx during the drain;
+	// abandon cancels them when the drain gives up.
+	base := context.WithoutCancel(ctx)
+	work, abandon := context.WithCancel(base)
+	defer abandon()
+
+	s := &session{
+		r:        r,
+		base:     base,
+		work:     work,
+		inflight: map[string]*delivery{},
+		freed:    make(chan struct{}, 1),
+	}
+	s.acks = newAcker(s)
+	ackDone := make(chan struct{})
+	go func() { s.acks.run(); close(ackDone) }()
+	hbStop, hbDone := make(chan struct{}), make(chan struct{})
+	go func() { s.heartbeat(hbStop); close(hbDone) }()
+
+	var wake <-chan struct{}
+	if r.cfg.Wakeups != nil {
+		ch, unsubscribe := r.cfg.Wakeups.Subscribe(r.store.Scope(), r.cfg.Lane, r.cfg.Target)
+		defer unsubscribe()
+		wake = ch
+	}
+	r.cfg.Logger.InfoContext(ctx, "relay: started", "lane", r.cfg.Lane, "target", r.cfg.Target,
+		"consumer", r.cfg.ConsumerID, "concurrency", r.cfg.Concurrency, "wakeups", r.cfg.Wakeups != nil)
+
+	s.claimLoop(ctx, wake)
+
+	// Drain.
+	handlersDone := make(chan struct{})
+	go func() { s.handlers.Wait(); close(handlersDone) }()
+	select {
+	case <-handlersDone:
+	case <-time.After(r.cfg.DrainTimeout):
+		n := s.inflightCount()
+		r.cfg.Logger.Warn("relay: drain timeout; cancelling handlers and leaving their messages to lease expiry",
+			"lane", r.cfg.Lane, "target", r.cfg.Target, "handlers", n)
+		abandon()
+		select {
+		case <-handlersDone:
+		case <-time.After(abandonGrace):
+			r.cfg.Logger.Error("relay: handlers ignored cancellation; returning without them",
+				"lane", r.cfg.Lane, "target", r.cfg.Target, "handlers", s.inflightCount())
+		}
+	}
+	close(hbStop)
+	<-hbDone
+	s.acks.close()
+	<-ackDone
+	r.cfg.Logger.Info("relay: stopped", "lane", r.cfg.Lane, "target", r.cfg.Target, "consumer", r.cfg.ConsumerID)
+	return nil
+}
+
+// session is the state of one Run.
+type session struct {
+	r        *Relay
+	base     context.Context // outlives Run's ctx; for writes during the drain
+	work     context.Context // parent of handler contexts; cancelled on abandon
+	acks     *acker
+	handlers sync.WaitGroup
+	freed    chan struct{} // a handler slot was freed (coalesced)
+
+	mu       sync.Mutex
+	inflight map[string]*delivery
+}
+
+// delivery is one message in a handler.
+type delivery struct {
+	msg     outbox.Message
+	cancel  context.CancelFunc
+	renewed time.Time // when the lease was last taken or extended (local clock, durations only)
+	lost    bool
+}
+
+func (s *session) inflightCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.inflight)
+}
+
+// claimLoop claims while ctx lasts, as many messages as there are free
+// handler slots (up to BatchSize), and starts a handler for each.
+func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
+	cfg := s.r.cfg
+	failures := 0
+	for ctx.Err() == nil {
+		free := cfg.Concurrency - s.inflightCount()
+		if free <= 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-s.freed:
+			}
+			continue
+		}
+		n := min(free, cfg.BatchSize)
+		msgs, err := s.r.store.Claim(ctx, outbox.ClaimRequest{
+			Lane: cfg.Lane, Target: cfg.Target, Limit: n, Lease: cfg.Lease, ConsumerID: cfg.ConsumerID,
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			failures++
+			delay := min(cfg.PollInterval<<min(failures, 5), 30*time.Second)
+			cfg.Logger.WarnContext(ctx, "relay: claim failed; retrying", "lane", cfg.Lane, "target", cfg.Target,
+				"error", err, "retry_in", delay)
+			sleep(ctx, delay)
+			continue
+		}
+		failures = 0
+		s.r.metrics.batch.Record(ctx, int64(len(msgs)), s.r.metrics.attrs)
+		s.r.metrics.add(ctx, s.r.metrics.claimed, len(msgs))
+		for _, m := range msgs {
+			s.start(m)
+		}
+		if len(msgs) == n {
+			continue // there may be more
+		}
+		// Caught up: wait for a wake-up, the next poll, or the end.
+		timer := time.NewTimer(cfg.PollInterval)
+		select {
+		case <-ctx.Done():
+		case <-wake:
+		case <-timer.C:
+		}
+		timer.Stop()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+func (s *session) start(m outbox.Message) {
+	hctx, cancel := context.WithCancel(s.work)
+	d := &delivery{msg: m, cancel: cancel, renewed: time.Now()}
+	s.mu.Lock()
+	s.inflight[m.ID] = d
+	s.mu.Unlock()
+	s.r.metrics.inflight.Add(hctx, 1, s.r.metrics.attrs)
+	s.handlers.Add(1)
+	go s.deliver(hctx, d)
+}
+
+// finish removes a delivery from the in-flight set and reports whether its
+// claim was lost meanwhile.
+func (s *session) finish(d *delivery) (lost bool) {
+	s.mu.Lock()
+	delete(s.inflight, d.msg.ID)
+	lost = d.lost
+	s.mu.Unlock()
+	d.cancel()
+	select {
+	case s.freed <- struct{}{}:
+	default:
+	}
+	return lost
+}
+
+func (s *session) deliver(hctx context.Context, d *delivery) {
+	defer s.handlers.Done()
+	r, m := s.r, d.msg
+	ctx, span := r.tracer.Start(hctx, "pgoutbox.deliver", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("pgoutbox.message.id", m.ID),
+			attribute.String("pgoutbox.lane", m.Lane),
+			attribute.String("pgoutbox.target", m.Target),
+			attribute.Int("pgoutbox.attempt", m.AttemptCount),
+		))
+	started := time.Now()
+	err := s.call(ctx, m)
+	r.metrics.duration.Record(ctx, time.Since(started).Seconds(), r.metrics.attrs)
+	r.metrics.inflight.Add(ctx, -1, r.metrics.attrs)
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "handler failed")
+	}
+	span.End()
+
+	lost := s.finish(d)
+	switch {
+	case lost:
+		// The heartbeat found another holder; whatever the handler did, the
+		// message is theirs now.
+		r.metrics.add(s.base, r.metrics.lost, 1)
+	case err == nil:
+		s.acks.add(m.Receipt())
+	case s.work.Err() != nil:
+		// Abandoned at the end of the drain: leave it to lease expiry.
+	case IsPermanent(err):
+		s.deadLetter(m, err)
+	default:
+		s.nack(m, err)
+	}
+}
+
+// call runs the handler, turning a panic into an error.
+func (s *session) call(ctx context.Context, m outbox.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			s.r.cfg.Logger.ErrorContext(ctx, "relay: handler panicked", "id", m.ID, "lane", m.Lane,
+				"target", m.Target, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return s.r.cfg.Handler(ctx, m)
+}
+
+func (s *session) nack(m outbox.Message, cause error) {
+	r := s.r
+	ctx, cancel := context.WithTimeout(s.base, writeTimeout)
+	defer cancel()
+	delay := max(r.cfg.Backoff(m.AttemptCount), 0)
+	outcome, err := r.store.NackAfter(ctx, m.ID, m.ClaimToken, cause.Error(), min(delay, outbox.MaxRetryDelay))
+	switch {
+	case err != nil:
+		r.cfg.Logger.Error("relay: nack failed; the message returns after its lease", "id", m.ID, "error", err)
+	case outcome == outbox.NackRequeued:
+		r.metrics.add(ctx, r.metrics.nacked, 1)
+		r.cfg.Logger.Debug("relay: delivery failed; retrying", "id", m.ID, "attempt", m.AttemptCount, "retry_in", delay, "error", cause)
+	case outcome == outbox.NackDeadLettered:
+		r.metrics.add(ctx, r.metrics.deadLettered, 1)
+		r.cfg.Logger.Warn("relay: delivery failed on the last attempt; dead-lettered", "id", m.ID, "attempts", m.AttemptCount, "error", cause)
+	default:
+		r.metrics.add(ctx, r.metrics.lost, 1)
+	}
+}
+
+func (s *session) deadLetter(m outbox.Message, cause error) {
+	r := s.r
+	ctx, cancel := context.WithTimeout(s.base, writeTimeout)
+	defer cancel()
+	ok, err := r.store.DeadLetter(ctx, m.ID, m.ClaimToken, cause.Error())
+	switch {
+	case err != nil:
+		r.cfg.Logger.Error("relay: dead-letter failed; the message returns after its lease", "id", m.ID, "error", err)
+	case ok:
+		r.metrics.add(ctx, r.metrics.deadLettered, 1)
+		r.cfg.Logger.Warn("relay: permanent failure; dead-lettered", "id", m.ID, "error", cause)
+	default:
+		r.metrics.add(ctx, r.metrics.lost, 1)
+	}
+}
+
+// heartbeat extends the leases of in-flight messages every
+// HeartbeatInterval, and cancels the handlers of claims found lost.
+func (s *session) heartbeat(stop <-chan struct{}) {
+	r := s.r
+	t := time.NewTicker(r.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		// Renew what has not been renewed for half an interval; a message
+		// claimed a moment ago still has nearly its whole lease.
+		cutoff := time.Now().Add(-r.cfg.HeartbeatInterval / 2)
+		s.mu.Lock()
+		var due []*delivery
+		for _, d := range s.inflight {
+			if !d.renewed.After(cutoff) {
+				due = append(due, d)
+			}
+		}
+		s.mu.Unlock()
+		for len(due) > 0 {
+			n := min(len(due), outbox.MaxBatch)
+			s.extend(due[:n])
+			due = due[n:]
+		}
+	}
+}
+
+func (s *session) extend(due []*delivery) {
+	r := s.r
+	receipts := make([]outbox.Receipt, len(due))
+	for i, d := range due {
+		receipts[i] = d.msg.Receipt()
+	}
+	ctx, cancel := context.WithTimeout(s.base, min(writeTimeout, r.cfg.HeartbeatInterval))
+	defer cancel()
+	asked := time.Now()
+	held, err := r.store.ExtendLeases(ctx, receipts, r.cfg.Lease)
+	if err != nil {
+		r.cfg.Logger.Warn("relay: lease extension failed; retrying next heartbeat", "messages", len(due), "error", err)
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, d := range due {
+		if held[i] {
+			d.renewed = asked
+			continue
+		}
+		if _, running := s.inflight[d.msg.ID]; running && !d.lost {
+			d.lost = true
+			d.cancel()
+			r.cfg.Logger.Warn("relay: claim lost while the handler ran; cancelling it", "id", d.msg.ID)
+		}
+	}
+}
