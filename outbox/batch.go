@@ -198,8 +198,8 @@ func (s *PostgresStore) ExtendLease(ctx context.Context, id, claimToken string, 
 // ExtendLeases is ExtendLease for a batch of claims in one statement; ok[i]
 // reports whether receipts[i] is still held.
 func (s *PostgresStore) ExtendLeases(ctx context.Context, receipts []Receipt, lease time.Duration) (ok []bool, err error) {
-	if lease < MinLease || lease > MaxLease {
-		return nil, fmt.Errorf("outbox: extend lease: %w", invalid("lease", "must be between %s and %s, got %s", MinLease, MaxLease, lease))
+	if verr := checkLease(lease); verr != nil {
+		return nil, fmt.Errorf("outbox: extend lease: %w", verr)
 	}
 	ids, tokens, index, verr := parseReceipts(receipts)
 	if verr != nil {

@@ -233,8 +233,8 @@ func (s *PostgresStore) Nack(ctx context.Context, id, claimToken, reason string,
 // default), so a backoff computed on a host with a wrong clock still waits
 // as long as it meant to.
 func (s *PostgresStore) NackAfter(ctx context.Context, id, claimToken, reason string, delay time.Duration) (NackOutcome, error) {
-	if delay < 0 || delay > MaxRetryDelay {
-		return 0, fmt.Errorf("outbox: nack: %w", invalid("delay", "must be between 0 and %s, got %s", MaxRetryDelay, delay))
+	if verr := checkRetryDelay(delay); verr != nil {
+		return 0, fmt.Errorf("outbox: nack: %w", verr)
 	}
 	micros := delay.Microseconds()
 	return s.nack(ctx, id, claimToken, reason, nil, &micros)
@@ -266,18 +266,14 @@ func (s *PostgresStore) nack(ctx context.Context, id, claimToken, reason string,
 // List returns the scope's messages with f.Status (or all), oldest first,
 // at most f.Limit of them (see ListFilter for defaults and caps).
 func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, error) {
-	var status *string
-	if f.Status != "" {
-		if !f.Status.Valid() {
-			return nil, fmt.Errorf("outbox: list: %w",
-				invalid("status", "must be one of pending, claimed, delivered, dead_letter (or empty for all), got %q", f.Status))
-		}
-		status = (*string)(&f.Status)
-	}
-	limit, verr := listLimit(f.Limit)
-	if verr != nil {
+	if verr := f.check(); verr != nil {
 		return nil, fmt.Errorf("outbox: list: %w", verr)
 	}
+	var status *string
+	if f.Status != "" {
+		status = (*string)(&f.Status)
+	}
+	limit, _ := listLimit(f.Limit)
 	rows, err := s.q.MessageList(ctx, db.MessageListParams{Scope: s.scope, Status: status, Max: limit})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list: %w", err)
@@ -312,11 +308,8 @@ func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
 // forms. Blank values are a caller's bug and fail validation; values that
 // cannot be an id or token this store issued are simply not held (ok false).
 func parseReceipt(id, claimToken string) (key int64, token pgtype.UUID, ok bool, err *ValidationError) {
-	if strings.TrimSpace(id) == "" {
-		return 0, token, false, invalid("id", "is required")
-	}
-	if strings.TrimSpace(claimToken) == "" {
-		return 0, token, false, invalid("claim_token", "is required")
+	if err := checkReceipt(id, claimToken); err != nil {
+		return 0, token, false, err
 	}
 	key, idOK := parseID(id)
 	token, tokenOK := parseToken(claimToken)

@@ -64,10 +64,7 @@ func (r ClaimRequest) validate() *ValidationError {
 	if r.Limit < 1 || r.Limit > MaxClaimLimit {
 		return invalid("limit", "must be between 1 and %d, got %d", MaxClaimLimit, r.Limit)
 	}
-	if r.Lease < MinLease || r.Lease > MaxLease {
-		return invalid("lease", "must be between %s and %s, got %s", MinLease, MaxLease, r.Lease)
-	}
-	return nil
+	return checkLease(r.Lease)
 }
 
 // listLimit resolves and bounds the limit of a listing.
@@ -85,12 +82,7 @@ func listLimit(limit int) (int32, *ValidationError) {
 
 // ValidateScope reports whether s can name a scope: not blank, at most
 // MaxScopeBytes of UTF-8, no control characters.
-func ValidateScope(s string) error {
-	if err := checkName("scope", s, MaxScopeBytes); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	return nil
-}
+func ValidateScope(s string) error { return asError(checkName("scope", s, MaxScopeBytes)) }
 
 const maxInt32 = 1<<31 - 1
 
@@ -172,3 +164,68 @@ func (r ClaimRequest) Validate() error {
 // CleanReason returns reason as Nack and DeadLetter store it: NUL bytes
 // dropped, invalid UTF-8 replaced, cut to MaxErrorBytes on a rune boundary.
 func CleanReason(reason string) string { return cleanReason(reason) }
+
+// Validate reports whether f is a filter List accepts.
+func (f ListFilter) Validate() error { return asError(f.check()) }
+
+func (f ListFilter) check() *ValidationError {
+	if f.Status != "" && !f.Status.Valid() {
+		return invalid("status", "must be one of pending, claimed, delivered, dead_letter (or empty for all), got %q", f.Status)
+	}
+	_, err := listLimit(f.Limit)
+	return err
+}
+
+// EffectiveLimit is the number of messages List returns at most for f:
+// DefaultListLimit for 0, capped at MaxListLimit.
+func (f ListFilter) EffectiveLimit() int {
+	n, _ := listLimit(f.Limit)
+	return int(n)
+}
+
+// ValidateLease reports whether lease is one Claim and ExtendLease accept.
+func ValidateLease(lease time.Duration) error { return asError(checkLease(lease)) }
+
+// ValidateRetryDelay reports whether delay is one NackAfter accepts.
+func ValidateRetryDelay(delay time.Duration) error { return asError(checkRetryDelay(delay)) }
+
+// ValidateRetryTime reports whether t, a non-zero retry time, is one Nack
+// accepts.
+func ValidateRetryTime(t time.Time) error { return asError(checkTime("retry_at", t)) }
+
+// ValidateReceipt reports whether an id and claim token are present: blank
+// ones are a caller's bug. Any other value is accepted, and simply matches no
+// claim when it is not one.
+func ValidateReceipt(id, claimToken string) error { return asError(checkReceipt(id, claimToken)) }
+
+// asError keeps a nil *ValidationError from becoming a non-nil error.
+func asError(e *ValidationError) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+func checkLease(lease time.Duration) *ValidationError {
+	if lease < MinLease || lease > MaxLease {
+		return invalid("lease", "must be between %s and %s, got %s", MinLease, MaxLease, lease)
+	}
+	return nil
+}
+
+func checkRetryDelay(delay time.Duration) *ValidationError {
+	if delay < 0 || delay > MaxRetryDelay {
+		return invalid("delay", "must be between 0 and %s, got %s", MaxRetryDelay, delay)
+	}
+	return nil
+}
+
+func checkReceipt(id, claimToken string) *ValidationError {
+	if strings.TrimSpace(id) == "" {
+		return invalid("id", "is required")
+	}
+	if strings.TrimSpace(claimToken) == "" {
+		return invalid("claim_token", "is required")
+	}
+	return nil
+}

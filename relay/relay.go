@@ -78,6 +78,8 @@ func (r *Relay) Run(ctx context.Context) error {
 		work:     work,
 		inflight: map[string]*delivery{},
 		freed:    make(chan struct{}, 1),
+		retry:    make(chan struct{}, 1),
+		timers:   map[*time.Timer]struct{}{},
 	}
 	s.acks = newAcker(s)
 	ackDone := make(chan struct{})
@@ -117,6 +119,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	<-hbDone
 	s.acks.close()
 	<-ackDone
+	s.stopRetryTimers()
 	r.cfg.Logger.Info("relay: stopped", "lane", r.cfg.Lane, "target", r.cfg.Target, "consumer", r.cfg.ConsumerID)
 	return nil
 }
@@ -129,9 +132,11 @@ type session struct {
 	acks     *acker
 	handlers sync.WaitGroup
 	freed    chan struct{} // a handler slot was freed (coalesced)
+	retry    chan struct{} // a nacked message became due (coalesced)
 
 	mu       sync.Mutex
 	inflight map[string]*delivery
+	timers   map[*time.Timer]struct{} // pending retry wake-ups
 }
 
 // delivery is one message in a handler.
@@ -187,11 +192,13 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		if len(msgs) == n {
 			continue // there may be more
 		}
-		// Caught up: wait for a wake-up, the next poll, or the end.
+		// Caught up: wait for a wake-up, a retry falling due, the next poll,
+		// or the end.
 		timer := time.NewTimer(cfg.PollInterval)
 		select {
 		case <-ctx.Done():
 		case <-wake:
+		case <-s.retry:
 		case <-timer.C:
 		}
 		timer.Stop()
@@ -293,6 +300,7 @@ func (s *session) nack(m outbox.Message, cause error) {
 		r.cfg.Logger.Error("relay: nack failed; the message returns after its lease", "id", m.ID, "error", err)
 	case outcome == outbox.NackRequeued:
 		r.metrics.add(ctx, r.metrics.nacked, 1)
+		s.wakeForRetry(delay)
 		r.cfg.Logger.Debug("relay: delivery failed; retrying", "id", m.ID, "attempt", m.AttemptCount, "retry_in", delay, "error", cause)
 	case outcome == outbox.NackDeadLettered:
 		r.metrics.add(ctx, r.metrics.deadLettered, 1)
@@ -300,6 +308,37 @@ func (s *session) nack(m outbox.Message, cause error) {
 	default:
 		r.metrics.add(ctx, r.metrics.lost, 1)
 	}
+}
+
+// wakeForRetry makes an idle relay claim again when a message it nacked
+// falls due, rather than at its next poll (no notification announces a
+// retry). Retries due after the next poll need no timer.
+func (s *session) wakeForRetry(delay time.Duration) {
+	if delay >= s.r.cfg.PollInterval {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(delay, func() {
+		s.mu.Lock()
+		delete(s.timers, t)
+		s.mu.Unlock()
+		select {
+		case s.retry <- struct{}{}:
+		default:
+		}
+	})
+	s.timers[t] = struct{}{}
+}
+
+func (s *session) stopRetryTimers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for t := range s.timers {
+		t.Stop()
+	}
+	clear(s.timers)
 }
 
 func (s *session) deadLetter(m outbox.Message, cause error) {
