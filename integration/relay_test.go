@@ -446,3 +446,26 @@ func TestRelayConfigValidation(t *testing.T) {
 		}
 	}
 }
+
+// A burst of enqueues notifies only every outbox.DefaultNotifyInterval, yet
+// an idle relay that polls once a minute handles all of it promptly: after a
+// wake-up it claims until caught up and follows up shortly after.
+func TestNotifyBurstIsHandledWithoutWaitingForPoll(t *testing.T) {
+	f := newFixture(t)
+	n := startNotifier(t, f)
+	var handled atomic.Int32
+	cfg := relayConfig(func(context.Context, outbox.Message) error { handled.Add(1); return nil })
+	cfg.PollInterval = time.Minute
+	cfg.Wakeups = n
+	runRelay(t, newRelay(t, f.store, cfg))
+	time.Sleep(200 * time.Millisecond)
+	const burst = 60
+	for i := range burst {
+		if _, err := f.store.Enqueue(f.ctx, draft(itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 20*time.Second, "the whole burst handled (the relay polls once a minute)", func() bool {
+		return handled.Load() == burst
+	})
+}

@@ -80,8 +80,13 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 var errHolderVanished = errors.New("outbox: a dedupe key's holder vanished")
 
 func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []Draft) ([]EnqueueResult, error) {
+	notify := false
+	for _, d := range drafts {
+		// allow for every distinct key, so each counts as notified.
+		notify = s.cfg.notifier.allow(s.scope, d.Lane, d.Target) || notify
+	}
 	p := db.MessageInsertManyParams{
-		Notify:         s.cfg.notify,
+		Notify:         notify,
 		Now:            s.now(),
 		Scope:          s.scope,
 		Lanes:          make([]string, len(drafts)),

@@ -10,15 +10,20 @@ import (
 type Option func(*config)
 
 type config struct {
-	clock  func() time.Time
-	logger *slog.Logger
-	notify bool
+	clock          func() time.Time
+	logger         *slog.Logger
+	notify         bool
+	notifyInterval time.Duration
+	notifier       *notifyLimiter // shared by the store's WithTx and Scoped views
 }
 
 func newConfig(opts []Option) config {
-	c := config{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), notify: true}
+	c := config{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), notify: true, notifyInterval: DefaultNotifyInterval}
 	for _, opt := range opts {
 		opt(&c)
+	}
+	if c.notify {
+		c.notifier = &notifyLimiter{interval: c.notifyInterval, last: map[string]time.Time{}}
 	}
 	return c
 }
@@ -45,13 +50,22 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// WithNotify makes every enqueue signal relays that LISTEN on NotifyChannel
-// (default on). Postgres delivers the signal when the enqueuing transaction
-// commits, so an idle relay picks the message up in milliseconds instead of
-// at its next poll. Turn it off where no relay listens (every relay polls,
-// for example behind PgBouncer in transaction mode): NOTIFY serialises
-// committing transactions on a global lock, a cost worth paying only when
-// someone is listening.
+// WithNotify makes enqueues signal relays that LISTEN on channel "pgoutbox"
+// (default on; see relay.Notifier). Postgres delivers the signal when the
+// enqueuing transaction commits, so an idle relay picks the message up in
+// milliseconds instead of at its next poll. Turn it off where no relay
+// listens (every relay polls, for example behind PgBouncer in transaction
+// mode): a notifying commit holds a database-wide lock until its WAL is
+// flushed, a cost worth paying only when someone is listening.
 func WithNotify(on bool) Option {
 	return func(c *config) { c.notify = on }
+}
+
+// WithNotifyInterval sets how often, at most, the store notifies for one
+// (scope, lane, target): DefaultNotifyInterval by default, 0 for every
+// enqueue. Spacing notifications keeps concurrent producers from queueing
+// behind NOTIFY's commit lock; relays lose nothing by it, as a woken relay
+// claims until it has caught up and then once more shortly after.
+func WithNotifyInterval(d time.Duration) Option {
+	return func(c *config) { c.notifyInterval = max(d, 0) }
 }

@@ -96,9 +96,10 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 		availableAt = &d.AvailableAt
 	}
 	now := s.now()
+	notify := s.cfg.notifier.allow(s.scope, d.Lane, d.Target)
 	if d.DedupeKey == "" {
 		row, err := s.q.MessageInsert(ctx, db.MessageInsertParams{
-			Notify: s.cfg.notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
+			Notify: notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
 			AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
 		if err != nil {
@@ -108,7 +109,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 	}
 	for range dedupeRetries {
 		row, err := s.q.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
-			Notify: s.cfg.notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
+			Notify: notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
 			DedupeKey: d.DedupeKey, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
 		if err == nil {

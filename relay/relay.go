@@ -52,6 +52,13 @@ func (r *Relay) ConsumerID() string { return r.cfg.ConsumerID }
 // the drain.
 const writeTimeout = 30 * time.Second
 
+// wakeFollowUps claims, followUpDelay apart, follow a wake-up (see
+// claimLoop).
+const (
+	wakeFollowUps = 2
+	followUpDelay = 2 * outbox.DefaultNotifyInterval
+)
+
 // abandonGrace is how long Run waits, after cancelling the handlers that
 // outlived DrainTimeout, for them to return.
 const abandonGrace = time.Second
@@ -158,6 +165,11 @@ func (s *session) inflightCount() int {
 func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 	cfg := s.r.cfg
 	failures := 0
+	// After a wake-up the relay claims until it has caught up, then follows
+	// up a few times at short intervals: producers notify at most once per
+	// outbox.DefaultNotifyInterval, so messages committed just after the
+	// notified one arrive without a notification of their own.
+	followUps := 0
 	for ctx.Err() == nil {
 		free := cfg.Concurrency - s.inflightCount()
 		if free <= 0 {
@@ -169,9 +181,14 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 			continue
 		}
 		n := min(free, cfg.BatchSize)
-		msgs, err := s.r.store.Claim(ctx, outbox.ClaimRequest{
+		// A claim that shutdown interrupted could still commit on the server
+		// and leave messages claimed by nobody until their lease ends. So the
+		// claim runs to completion; the drain handles what it returns.
+		claimCtx, cancel := context.WithTimeout(s.base, writeTimeout)
+		msgs, err := s.r.store.Claim(claimCtx, outbox.ClaimRequest{
 			Lane: cfg.Lane, Target: cfg.Target, Limit: n, Lease: cfg.Lease, ConsumerID: cfg.ConsumerID,
 		})
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -194,10 +211,16 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		}
 		// Caught up: wait for a wake-up, a retry falling due, the next poll,
 		// or the end.
-		timer := time.NewTimer(cfg.PollInterval)
+		wait := cfg.PollInterval
+		if followUps > 0 {
+			followUps--
+			wait = min(wait, followUpDelay)
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 		case <-wake:
+			followUps = wakeFollowUps
 		case <-s.retry:
 		case <-timer.C:
 		}

@@ -9,6 +9,7 @@
 //
 //	migrate up|down|status|version   manage the pgoutbox schema
 //	demo                             run the end-to-end demo
+//	bench                            run the library's benchmark scenarios
 //
 // Every command takes --database-url (default $DATABASE_URL). Exit codes: 0 ok,
 // 1 failure, 2 usage error (bad flags or input, found before touching the
@@ -46,6 +47,7 @@ func commands() []command {
 	return []command{
 		{"migrate", "apply, roll back or inspect the pgoutbox schema", runMigrate},
 		{"demo", "write orders and outbox messages, then deliver them with consumers", runDemo},
+		{"bench", "measure enqueue, burn-down and wake-up latency", runBench},
 	}
 }
 

@@ -1,0 +1,278 @@
+package benchkit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/relay"
+)
+
+const (
+	lane   = "bench"
+	target = "noop"
+)
+
+func payload(i int64) json.RawMessage {
+	return json.RawMessage(`{"order_id":` + strconv.FormatInt(i, 10) + `,"event":"order_placed","total_cents":4200}`)
+}
+
+// NotifyMode is how enqueues notify relays.
+type NotifyMode string
+
+// The notify modes the enqueue scenario compares.
+const (
+	NotifyOff   NotifyMode = "off"   // WithNotify(false)
+	NotifyEvery NotifyMode = "every" // WithNotifyInterval(0): every enqueue
+	NotifyLimit NotifyMode = "limit" // the default: once per DefaultNotifyInterval
+)
+
+func (m NotifyMode) options() []outbox.Option {
+	switch m {
+	case NotifyOff:
+		return []outbox.Option{outbox.WithNotify(false)}
+	case NotifyEvery:
+		return []outbox.Option{outbox.WithNotifyInterval(0)}
+	}
+	return nil
+}
+
+func (m NotifyMode) String() string {
+	switch m {
+	case NotifyOff:
+		return "NOTIFY off"
+	case NotifyEvery:
+		return "NOTIFY every enqueue"
+	}
+	return "NOTIFY every " + outbox.DefaultNotifyInterval.String() + " (default)"
+}
+
+// Enqueue measures single-message enqueues, each in its own transaction
+// (as a service writes them beside its domain row), from clients
+// goroutines for d.
+func Enqueue(ctx context.Context, pool *pgxpool.Pool, clients int, mode NotifyMode, d time.Duration, progress io.Writer) (Result, error) {
+	store, err := scoped(pool, "bench-enqueue", mode.options()...)
+	if err != nil {
+		return Result{}, err
+	}
+	var n atomic.Int64
+	stop := Progress(progress, fmt.Sprintf("enqueue %d clients, %s", clients, mode), &n)
+	defer stop()
+	runCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		errOnce  sync.Once
+		firstErr error
+	)
+	start := time.Now()
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for runCtx.Err() == nil {
+				if err := enqueueOne(ctx, pool, store, payload(n.Load())); err != nil {
+					errOnce.Do(func() { firstErr = err })
+					cancel()
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return Result{}, firstErr
+	}
+	variant := fmt.Sprintf("%d clients, %s", clients, mode)
+	return Result{Scenario: "enqueue", Variant: variant, Messages: n.Load(), Elapsed: elapsed, PerSec: rate(n.Load(), elapsed)}, nil
+}
+
+func enqueueOne(ctx context.Context, pool *pgxpool.Pool, store *outbox.PostgresStore, p json.RawMessage) error {
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback(ctx) }()
+	if _, err := store.WithTx(tx).Enqueue(ctx, outbox.Draft{Lane: lane, Target: target, Payload: p}); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// Fill enqueues total messages in batches of 1000 into a fresh scope.
+func Fill(ctx context.Context, store *outbox.PostgresStore, total int) error {
+	const batch = 1000
+	drafts := make([]outbox.Draft, 0, batch)
+	for i := range total {
+		drafts = append(drafts, outbox.Draft{Lane: lane, Target: target, Payload: payload(int64(i))})
+		if len(drafts) == batch || i == total-1 {
+			if _, err := store.EnqueueMany(ctx, drafts); err != nil {
+				return err
+			}
+			drafts = drafts[:0]
+		}
+	}
+	return nil
+}
+
+// BurnDown enqueues total messages, then drains them with relays relays of
+// the given concurrency and a no-op handler, and reports messages per second
+// from the relays' start until every message is acked.
+func BurnDown(ctx context.Context, pool *pgxpool.Pool, total, relays, concurrency int, progress io.Writer) (Result, error) {
+	store, err := scoped(pool, "bench-burndown", outbox.WithNotify(false))
+	if err != nil {
+		return Result{}, err
+	}
+	fmt.Fprintf(progress, "  burn-down: enqueueing %d messages\n", total)
+	if err := Fill(ctx, store, total); err != nil {
+		return Result{}, err
+	}
+	var handled atomic.Int64
+	all := make(chan struct{})
+	handler := func(context.Context, outbox.Message) error {
+		if handled.Add(1) == int64(total) {
+			close(all)
+		}
+		return nil
+	}
+	stop := Progress(progress, fmt.Sprintf("burn-down %d relays x %d", relays, concurrency), &handled)
+	defer stop()
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range relays {
+		r, err := relay.New(store, relay.Config{
+			Lane: lane, Target: target, Handler: handler, Concurrency: concurrency,
+			ConsumerID: fmt.Sprintf("bench-%d", i), PollInterval: 50 * time.Millisecond,
+		})
+		if err != nil {
+			return Result{}, err
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = r.Run(runCtx) }()
+	}
+	select {
+	case <-all:
+	case <-ctx.Done():
+		cancel()
+		wg.Wait()
+		return Result{}, ctx.Err()
+	}
+	cancel()
+	wg.Wait() // Run returns after flushing its acks
+	elapsed := time.Since(start)
+	left, err := store.List(ctx, outbox.ListFilter{Status: outbox.StatusClaimed, Limit: 1})
+	if err != nil {
+		return Result{}, err
+	}
+	if len(left) > 0 {
+		return Result{}, fmt.Errorf("burn-down: messages left claimed after the drain")
+	}
+	return Result{
+		Scenario: "burn-down", Variant: fmt.Sprintf("%d relays x concurrency %d", relays, concurrency),
+		Messages: int64(total), Elapsed: elapsed, PerSec: rate(int64(total), elapsed),
+	}, nil
+}
+
+// WakeUp measures commit-to-handler latency for an idle relay that gets one
+// message every interval: woken by NOTIFY (poll interval one minute) or
+// polling every pollInterval with NOTIFY off.
+func WakeUp(ctx context.Context, pool *pgxpool.Pool, notify bool, pollInterval time.Duration, count int, interval time.Duration, progress io.Writer) (Result, error) {
+	store, err := scoped(pool, "bench-wakeup", outbox.WithNotify(notify))
+	if err != nil {
+		return Result{}, err
+	}
+	var (
+		mu        sync.Mutex
+		committed = map[string]time.Time{}
+		latencies []time.Duration
+		handled   atomic.Int64
+	)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cfg := relay.Config{
+		Lane: lane, Target: target, PollInterval: pollInterval,
+		Handler: func(_ context.Context, m outbox.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if t0, ok := committed[m.ID]; ok {
+				latencies = append(latencies, time.Since(t0))
+			}
+			handled.Add(1)
+			return nil
+		},
+	}
+	var wg sync.WaitGroup
+	if notify {
+		n := relay.NewNotifier(pool, nil)
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = n.Run(runCtx) }()
+		select {
+		case <-n.Listening():
+		case <-time.After(10 * time.Second):
+			return Result{}, fmt.Errorf("wake-up: notifier did not start listening")
+		}
+		cfg.Wakeups = n
+		cfg.PollInterval = time.Minute
+	}
+	r, err := relay.New(store, cfg)
+	if err != nil {
+		return Result{}, err
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); _ = r.Run(runCtx) }()
+	defer func() { cancel(); wg.Wait() }()
+	time.Sleep(200 * time.Millisecond) // let the relay go idle
+
+	label := "wake-up poll " + pollInterval.String()
+	if notify {
+		label = "wake-up notify"
+	}
+	stop := Progress(progress, label, &handled)
+	defer stop()
+	start := time.Now()
+	for i := range count {
+		// Hold the map lock across the commit: a handler that runs before
+		// Enqueue returns waits for the commit time to be recorded (and
+		// counts its latency from then, which errs on the short side by at
+		// most the wait).
+		mu.Lock()
+		res, err := store.Enqueue(ctx, outbox.Draft{Lane: lane, Target: target, Payload: payload(int64(i))})
+		if err == nil {
+			committed[res.Message.ID] = time.Now()
+		}
+		mu.Unlock()
+		if err != nil {
+			return Result{}, err
+		}
+		time.Sleep(interval)
+	}
+	deadline := time.Now().Add(pollInterval + 10*time.Second)
+	for handled.Load() < int64(count) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	mu.Lock()
+	p50, p99 := percentiles(latencies)
+	n := len(latencies)
+	mu.Unlock()
+	if n < count {
+		return Result{}, fmt.Errorf("wake-up: %d of %d messages handled", n, count)
+	}
+	variant := "NOTIFY (poll every 1m)"
+	if !notify {
+		variant = "polling every " + pollInterval.String()
+	}
+	return Result{Scenario: "wake-up", Variant: variant, Messages: int64(n), Elapsed: elapsed, PerSec: rate(int64(n), elapsed), P50: p50, P99: p99}, nil
+}
