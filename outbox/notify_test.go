@@ -11,7 +11,9 @@ func TestNotifyLimiter(t *testing.T) {
 		t.Error("a nil limiter (notifications off) allowed a notification")
 	}
 	every := &notifyLimiter{last: map[string]time.Time{}}
-	if !every.allow("", "l", "t") || !every.allow("", "l", "t") {
+	first := every.allow("", "l", "t")
+	second := every.allow("", "l", "t")
+	if !first || !second {
 		t.Error("interval 0 must allow every notification")
 	}
 	l := &notifyLimiter{interval: 50 * time.Millisecond, last: map[string]time.Time{}}
