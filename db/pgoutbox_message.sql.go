@@ -141,6 +141,11 @@ due AS (
       AND m.target = $5::text
       AND m.status = 'pending'
       AND m.available_at <= (SELECT k.now FROM clock k)
+      -- The claimer's cursor: the last (available_at, id) it took from a
+      -- backlog. Claimed rows leave dead entries at the head of the due
+      -- index until VACUUM; starting past them keeps a long drain from
+      -- rereading them on every claim. The start of time scans everything.
+      AND (m.available_at, m.id) > ($7::timestamptz, $8::bigint)
     ORDER BY m.available_at, m.id
     LIMIT $6::integer
     FOR UPDATE SKIP LOCKED
@@ -174,7 +179,7 @@ claimed AS (
     UPDATE pgoutbox_message m
     SET status = 'claimed',
         attempt_count = m.attempt_count + 1,
-        claimed_by = $7::text,
+        claimed_by = $9::text,
         claim_token = gen_random_uuid(),
         lease_expires_at = k.lease_until,
         updated_at = k.now
@@ -197,13 +202,15 @@ ORDER BY status, available_at, id
 `
 
 type MessageClaimParams struct {
-	Now         *time.Time
-	LeaseMicros int64
-	Scope       string
-	Lane        string
-	Target      string
-	Max         int32
-	ConsumerID  string
+	Now              *time.Time
+	LeaseMicros      int64
+	Scope            string
+	Lane             string
+	Target           string
+	Max              int32
+	AfterAvailableAt time.Time
+	AfterID          int64
+	ConsumerID       string
 }
 
 type MessageClaimRow struct {
@@ -253,6 +260,8 @@ func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]M
 		arg.Lane,
 		arg.Target,
 		arg.Max,
+		arg.AfterAvailableAt,
+		arg.AfterID,
 		arg.ConsumerID,
 	)
 	if err != nil {

@@ -346,3 +346,55 @@ func TestConcurrentReclaimOfExpiredLeasesOneOwner(t *testing.T) {
 		t.Fatalf("%d messages held by rescuers on their second attempt, want %d", n, total)
 	}
 }
+
+// While a relay drains a backlog, claims start where the last full batch
+// ended (past the dead index entries of what was claimed). A message that
+// becomes due behind that point is still found: by the full scan that runs
+// once the backlog is drained, and at least once a second while it lasts.
+func TestClaimCursorFindsMessagesBehindIt(t *testing.T) {
+	f := newFixture(t)
+	for i := range 40 {
+		f.enqueue(f.store, draft(itoa(i)))
+	}
+	late := draft(`"late"`)
+	late.AvailableAt = time.Now().Add(-time.Hour) // due long ago, committed now
+	seen := map[string]int{}
+	claimAll := func(n int) []outbox.Message {
+		got := f.claim(f.store, claimReq(n, time.Hour, "c"))
+		for _, m := range got {
+			seen[m.ID]++
+		}
+		return got
+	}
+	claimAll(10) // full batch: the next claim starts after it
+	straggler := f.enqueue(f.store, late)
+	if got := claimAll(10); len(got) != 10 || got[0].ID == straggler.ID {
+		t.Fatalf("cursor claim: %d messages, first %s", len(got), got[0].ID)
+	}
+	// A second later the next claim scans from the start: the straggler,
+	// the oldest, comes first.
+	time.Sleep(1100 * time.Millisecond)
+	if got := claimAll(10); len(got) != 10 || got[0].ID != straggler.ID {
+		t.Fatalf("rescan did not find the message behind the cursor first: %+v", got)
+	}
+	another := f.enqueue(f.store, late)
+	claimAll(10)
+	// The backlog runs out: the short cursor claim is topped up from the
+	// start, which finds the other late message.
+	rest := claimAll(10)
+	found := false
+	for _, m := range rest {
+		found = found || m.ID == another.ID
+	}
+	if !found {
+		t.Fatalf("the drained backlog's last claim missed the message behind the cursor: %+v", rest)
+	}
+	if len(seen) != 42 {
+		t.Fatalf("claimed %d distinct messages, want 42", len(seen))
+	}
+	for id, n := range seen {
+		if n != 1 {
+			t.Errorf("message %s claimed %d times", id, n)
+		}
+	}
+}

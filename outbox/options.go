@@ -15,6 +15,7 @@ type config struct {
 	notify         bool
 	notifyInterval time.Duration
 	notifier       *notifyLimiter // shared by the store's WithTx and Scoped views
+	cursors        *claimCursors  // likewise
 }
 
 func newConfig(opts []Option) config {
@@ -25,6 +26,7 @@ func newConfig(opts []Option) config {
 	if c.notify {
 		c.notifier = &notifyLimiter{interval: c.notifyInterval, last: map[string]time.Time{}}
 	}
+	c.cursors = &claimCursors{m: map[string]claimCursor{}}
 	return c
 }
 

@@ -165,29 +165,58 @@ func (s *PostgresStore) Claim(ctx context.Context, r ClaimRequest) ([]Message, e
 	if err := r.validate(); err != nil {
 		return nil, fmt.Errorf("outbox: claim: %w", err)
 	}
+	key := cursorKey(s.scope, r.Lane, r.Target)
+	afterAt, afterID, fromCursor := s.cfg.cursors.start(key)
+	claimed, keys, err := s.claim(ctx, r, r.Limit, afterAt, afterID)
+	if err != nil {
+		return nil, err
+	}
+	if fromCursor && len(claimed) < r.Limit {
+		// The backlog behind the cursor is drained: scan from the start
+		// once, for messages that became due behind it.
+		at, id := scanFromStart()
+		more, moreKeys, err := s.claim(ctx, r, r.Limit-len(claimed), at, id)
+		if err != nil {
+			return claimed, err
+		}
+		fromCursor = false
+		claimed, keys = append(claimed, more...), append(keys, moreKeys...)
+		sortClaimed(claimed, keys)
+	}
+	s.cfg.cursors.record(key, fromCursor, r.Limit, claimed, keys)
+	return claimed, nil
+}
+
+// claim runs one claim statement for up to limit messages, due ones taken
+// after (afterAt, afterID).
+func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, afterAt time.Time, afterID int64) ([]Message, []int64, error) {
 	rows, err := s.q.MessageClaim(ctx, db.MessageClaimParams{
-		Now:         s.now(),
-		LeaseMicros: r.Lease.Microseconds(),
-		Scope:       s.scope,
-		Lane:        r.Lane,
-		Target:      r.Target,
-		Max:         int32(r.Limit), //nolint:gosec // validate bounds it by MaxClaimLimit
-		ConsumerID:  r.ConsumerID,
+		Now:              s.now(),
+		LeaseMicros:      r.Lease.Microseconds(),
+		Scope:            s.scope,
+		Lane:             r.Lane,
+		Target:           r.Target,
+		Max:              int32(limit), //nolint:gosec // validate bounds it by MaxClaimLimit
+		AfterAvailableAt: afterAt,
+		AfterID:          afterID,
+		ConsumerID:       r.ConsumerID,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outbox: claim: %w", err)
+		return nil, nil, fmt.Errorf("outbox: claim: %w", err)
 	}
 	claimed := make([]Message, 0, len(rows))
+	keys := make([]int64, 0, len(rows))
 	for _, row := range rows {
 		m := toMessage(db.PgoutboxMessage(row))
 		if m.Status == StatusClaimed {
 			claimed = append(claimed, m)
+			keys = append(keys, row.ID)
 			continue
 		}
 		s.cfg.logger.WarnContext(ctx, "outbox: dead-lettered a message whose lease expired after its last attempt",
 			"id", m.ID, "scope", s.scope, "lane", m.Lane, "target", m.Target, "attempts", m.AttemptCount)
 	}
-	return claimed, nil
+	return claimed, keys, nil
 }
 
 // Ack marks a claimed message delivered and clears its claim. It returns

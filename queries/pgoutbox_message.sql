@@ -191,6 +191,11 @@ due AS (
       AND m.target = @target::text
       AND m.status = 'pending'
       AND m.available_at <= (SELECT k.now FROM clock k)
+      -- The claimer's cursor: the last (available_at, id) it took from a
+      -- backlog. Claimed rows leave dead entries at the head of the due
+      -- index until VACUUM; starting past them keeps a long drain from
+      -- rereading them on every claim. The start of time scans everything.
+      AND (m.available_at, m.id) > (sqlc.arg('after_available_at')::timestamptz, sqlc.arg('after_id')::bigint)
     ORDER BY m.available_at, m.id
     LIMIT @max::integer
     FOR UPDATE SKIP LOCKED
