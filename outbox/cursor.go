@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"slices"
 	"sync"
 	"time"
@@ -99,7 +100,7 @@ func sortClaimed(ms []Message, keys []int64) {
 		if c := ms[a].AvailableAt.Compare(ms[b].AvailableAt); c != 0 {
 			return c
 		}
-		return int(keys[a] - keys[b])
+		return cmp.Compare(keys[a], keys[b])
 	})
 	sorted, sortedKeys := make([]Message, len(ms)), make([]int64, len(ms))
 	for i, j := range idx {
