@@ -53,10 +53,13 @@ const messageAckMany = `-- name: MessageAckMany :many
 WITH held AS (
     SELECT m.id AS held_id, m.claim_token AS held_token
     FROM pgoutbox_message m
-    JOIN (SELECT unnest($2::bigint[]) AS id, unnest($3::uuid[]) AS claim_token) r
-      ON m.id = r.id AND m.claim_token = r.claim_token
-    WHERE m.scope = $4::text
-      AND m.status = 'claimed'
+    WHERE m.id = ANY($2::bigint[])
+      -- Each id with the token at the same position. Only claimed rows have
+      -- a token (pgoutbox_message_claim_check), so this stands for status =
+      -- 'claimed' without letting the planner prefer the lease index (which
+      -- holds every claim since the last VACUUM) over primary-key lookups.
+      AND m.claim_token = ($3::uuid[])[array_position($2::bigint[], m.id)]
+      AND m.scope = $4::text
     ORDER BY m.id
     FOR UPDATE OF m
 )
@@ -341,10 +344,13 @@ const messageExtendLeases = `-- name: MessageExtendLeases :many
 WITH held AS (
     SELECT m.id AS held_id, m.claim_token AS held_token
     FROM pgoutbox_message m
-    JOIN (SELECT unnest($1::bigint[]) AS id, unnest($2::uuid[]) AS claim_token) r
-      ON m.id = r.id AND m.claim_token = r.claim_token
-    WHERE m.scope = $3::text
-      AND m.status = 'claimed'
+    WHERE m.id = ANY($1::bigint[])
+      -- Each id with the token at the same position. Only claimed rows have
+      -- a token (pgoutbox_message_claim_check), so this stands for status =
+      -- 'claimed' without letting the planner prefer the lease index (which
+      -- holds every claim since the last VACUUM) over primary-key lookups.
+      AND m.claim_token = ($2::uuid[])[array_position($1::bigint[], m.id)]
+      AND m.scope = $3::text
     ORDER BY m.id
     FOR UPDATE OF m
 ),

@@ -85,6 +85,9 @@ func (c *claimCursors) record(key string, fromCursor bool, limit int, claimed []
 				delete(c.m, k)
 			}
 		}
+		if len(c.m) >= maxCursorKeys {
+			clear(c.m) // forgetting a cursor costs one full scan
+		}
 	}
 	c.m[key] = cur
 }

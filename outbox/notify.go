@@ -48,6 +48,9 @@ func (l *notifyLimiter) allow(scope, lane, target string) bool {
 				delete(l.last, k)
 			}
 		}
+		if len(l.last) >= maxNotifyKeys {
+			clear(l.last) // forgetting costs at most one extra notification per key
+		}
 	}
 	l.last[key] = now
 	return true

@@ -273,10 +273,13 @@ WHERE id = @id::bigint
 WITH held AS (
     SELECT m.id AS held_id, m.claim_token AS held_token
     FROM pgoutbox_message m
-    JOIN (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS claim_token) r
-      ON m.id = r.id AND m.claim_token = r.claim_token
-    WHERE m.scope = @scope::text
-      AND m.status = 'claimed'
+    WHERE m.id = ANY(@ids::bigint[])
+      -- Each id with the token at the same position. Only claimed rows have
+      -- a token (pgoutbox_message_claim_check), so this stands for status =
+      -- 'claimed' without letting the planner prefer the lease index (which
+      -- holds every claim since the last VACUUM) over primary-key lookups.
+      AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
+      AND m.scope = @scope::text
     ORDER BY m.id
     FOR UPDATE OF m
 )
@@ -298,10 +301,13 @@ RETURNING m.id, h.held_token::uuid AS claim_token;
 WITH held AS (
     SELECT m.id AS held_id, m.claim_token AS held_token
     FROM pgoutbox_message m
-    JOIN (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS claim_token) r
-      ON m.id = r.id AND m.claim_token = r.claim_token
-    WHERE m.scope = @scope::text
-      AND m.status = 'claimed'
+    WHERE m.id = ANY(@ids::bigint[])
+      -- Each id with the token at the same position. Only claimed rows have
+      -- a token (pgoutbox_message_claim_check), so this stands for status =
+      -- 'claimed' without letting the planner prefer the lease index (which
+      -- holds every claim since the last VACUUM) over primary-key lookups.
+      AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
+      AND m.scope = @scope::text
     ORDER BY m.id
     FOR UPDATE OF m
 ),
