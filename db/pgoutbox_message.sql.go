@@ -868,20 +868,34 @@ SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attem
 FROM pgoutbox_message
 WHERE scope = $1::text
   AND ($2::text IS NULL OR status = $2::text)
+  AND ($3::text IS NULL OR lane = $3::text)
+  AND ($4::text IS NULL OR target = $4::text)
+  AND id > $5::bigint
 ORDER BY id
-LIMIT $3::integer
+LIMIT $6::integer
 `
 
 type MessageListParams struct {
-	Scope  string
-	Status *string
-	Max    int32
+	Scope   string
+	Status  *string
+	Lane    *string
+	Target  *string
+	AfterID int64
+	Max     int32
 }
 
-// Oldest first (enqueue order), optionally one status only; the caller caps
-// @max so a listing is never unbounded.
+// Operator listing: optional status, lane and target filters, keyset
+// pagination by id (pass the last id of the previous page; 0 for the first),
+// oldest first. The caller caps @max.
 func (q *Queries) MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error) {
-	rows, err := q.db.Query(ctx, messageList, arg.Scope, arg.Status, arg.Max)
+	rows, err := q.db.Query(ctx, messageList,
+		arg.Scope,
+		arg.Status,
+		arg.Lane,
+		arg.Target,
+		arg.AfterID,
+		arg.Max,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -968,4 +982,311 @@ func (q *Queries) MessageNack(ctx context.Context, arg MessageNackParams) (strin
 	var status string
 	err := row.Scan(&status)
 	return status, err
+}
+
+const messagePurge = `-- name: MessagePurge :one
+WITH cutoff AS (
+    SELECT coalesce($1::timestamptz, now())
+               - $2::bigint * interval '1 microsecond' AS at
+),
+batch AS (
+    SELECT p.id AS batch_id,
+           (p.status = ANY($3::text[]) AND p.updated_at < (SELECT c.at FROM cutoff c)) AS doomed
+    FROM pgoutbox_message p
+    WHERE p.scope = $4::text
+      AND p.id > $5::bigint
+    ORDER BY p.id
+    LIMIT $6::integer
+),
+deleted AS (
+    DELETE FROM pgoutbox_message m
+    USING batch b, cutoff c
+    WHERE m.id = b.batch_id
+      AND b.doomed
+      -- Recheck: the row may have moved on since the batch was read.
+      AND m.status = ANY($3::text[])
+      AND m.updated_at < c.at
+    RETURNING m.id
+)
+SELECT (SELECT count(*) FROM deleted)::bigint AS deleted,
+       coalesce((SELECT max(b.batch_id) FROM batch b), 0)::bigint AS last_id,
+       (SELECT count(*) FROM batch)::bigint AS scanned
+`
+
+type MessagePurgeParams struct {
+	Now             *time.Time
+	OlderThanMicros int64
+	Statuses        []string
+	Scope           string
+	AfterID         int64
+	Max             int32
+}
+
+type MessagePurgeRow struct {
+	Deleted int64
+	LastID  int64
+	Scanned int64
+}
+
+// Deletes one batch of finished messages (status in @statuses) last
+// updated more than @older_than_micros ago on the store's clock, walking the primary key upwards from @after_id so
+// that a purge visits each row once however many batches it takes. Returns
+// how many rows went and the highest id the batch looked at (0 when the walk
+// reached the end). A batch holds at most @max row locks and writes at most
+// @max deletions to the WAL; deleting the row frees its dedupe key.
+func (q *Queries) MessagePurge(ctx context.Context, arg MessagePurgeParams) (MessagePurgeRow, error) {
+	row := q.db.QueryRow(ctx, messagePurge,
+		arg.Now,
+		arg.OlderThanMicros,
+		arg.Statuses,
+		arg.Scope,
+		arg.AfterID,
+		arg.Max,
+	)
+	var i MessagePurgeRow
+	err := row.Scan(&i.Deleted, &i.LastID, &i.Scanned)
+	return i, err
+}
+
+const messagePurgeCount = `-- name: MessagePurgeCount :one
+SELECT count(*)::bigint
+FROM pgoutbox_message
+WHERE scope = $1::text
+  AND status = ANY($2::text[])
+  AND updated_at < coalesce($3::timestamptz, now())
+                   - $4::bigint * interval '1 microsecond'
+`
+
+type MessagePurgeCountParams struct {
+	Scope           string
+	Statuses        []string
+	Now             *time.Time
+	OlderThanMicros int64
+}
+
+// What a purge with the same arguments would delete (for --dry-run).
+func (q *Queries) MessagePurgeCount(ctx context.Context, arg MessagePurgeCountParams) (int64, error) {
+	row := q.db.QueryRow(ctx, messagePurgeCount,
+		arg.Scope,
+		arg.Statuses,
+		arg.Now,
+		arg.OlderThanMicros,
+	)
+	var column_1 int64
+	err := row.Scan(&column_1)
+	return column_1, err
+}
+
+const messageRedriveByIDs = `-- name: MessageRedriveByIDs :many
+UPDATE pgoutbox_message
+SET status = 'pending',
+    attempt_count = 0,
+    available_at = coalesce($1::timestamptz, now()),
+    updated_at = coalesce($1::timestamptz, now())
+WHERE id = ANY($2::bigint[])
+  AND scope = $3::text
+  AND status = 'dead_letter'
+RETURNING id
+`
+
+type MessageRedriveByIDsParams struct {
+	Now   *time.Time
+	Ids   []int64
+	Scope string
+}
+
+// Sends dead letters back to pending with a fresh set of attempts, due now.
+// Ids that are not dead letters of this scope are left alone; the caller
+// compares the ids returned with the ids asked for. last_error stays as the
+// record of why the message died.
+func (q *Queries) MessageRedriveByIDs(ctx context.Context, arg MessageRedriveByIDsParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, messageRedriveByIDs, arg.Now, arg.Ids, arg.Scope)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const messageRedriveByLaneTarget = `-- name: MessageRedriveByLaneTarget :many
+UPDATE pgoutbox_message m
+SET status = 'pending',
+    attempt_count = 0,
+    available_at = coalesce($1::timestamptz, now()),
+    updated_at = coalesce($1::timestamptz, now())
+WHERE m.id IN (
+    SELECT d.id
+    FROM pgoutbox_message d
+    WHERE d.scope = $2::text
+      AND d.lane = $3::text
+      AND d.target = $4::text
+      AND d.status = 'dead_letter'
+      AND ($5::text = '' OR strpos(d.last_error, $5::text) > 0)
+    ORDER BY d.id
+    LIMIT $6::integer
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.id
+`
+
+type MessageRedriveByLaneTargetParams struct {
+	Now           *time.Time
+	Scope         string
+	Lane          string
+	Target        string
+	ErrorContains string
+	Max           int32
+}
+
+// Redrives up to @max dead letters of one lane and target (optionally only
+// those whose last error contains @error_contains) in one statement; the
+// caller repeats until a batch comes back short, so no statement locks more
+// than @max rows. The dead-letter index serves the selection.
+func (q *Queries) MessageRedriveByLaneTarget(ctx context.Context, arg MessageRedriveByLaneTargetParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, messageRedriveByLaneTarget,
+		arg.Now,
+		arg.Scope,
+		arg.Lane,
+		arg.Target,
+		arg.ErrorContains,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const messageStats = `-- name: MessageStats :many
+WITH clock AS (
+    SELECT coalesce($1::timestamptz, now()) AS now
+),
+pending AS (
+    SELECT p.lane, p.target, count(*) AS n,
+           count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
+           min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
+    FROM pgoutbox_message p
+    WHERE p.scope = $2::text AND p.status = 'pending'
+    GROUP BY p.lane, p.target
+),
+claimed AS (
+    SELECT c.lane, c.target, count(*) AS n,
+           count(*) FILTER (WHERE c.lease_expires_at <= (SELECT k.now FROM clock k)) AS expired
+    FROM pgoutbox_message c
+    WHERE c.scope = $2::text AND c.status = 'claimed'
+    GROUP BY c.lane, c.target
+),
+dead AS (
+    SELECT d.lane, d.target, count(*) AS n
+    FROM pgoutbox_message d
+    WHERE d.scope = $2::text AND d.status = 'dead_letter'
+    GROUP BY d.lane, d.target
+),
+delivered AS (
+    SELECT v.lane, v.target, count(*) AS n
+    FROM pgoutbox_message v
+    WHERE $3::boolean AND v.scope = $2::text AND v.status = 'delivered'
+    GROUP BY v.lane, v.target
+),
+keys AS (
+    SELECT lane, target FROM pending
+    UNION SELECT lane, target FROM claimed
+    UNION SELECT lane, target FROM dead
+    UNION SELECT lane, target FROM delivered
+)
+SELECT k.lane::text AS lane,
+       k.target::text AS target,
+       coalesce(p.n, 0)::bigint AS pending,
+       coalesce(p.due, 0)::bigint AS due,
+       coalesce(c.n, 0)::bigint AS claimed,
+       coalesce(c.expired, 0)::bigint AS expired_leases,
+       coalesce(d.n, 0)::bigint AS dead_letters,
+       coalesce(v.n, 0)::bigint AS delivered,
+       -- How long the oldest due message has waited; 0 when none is due.
+       coalesce(extract(epoch FROM ((SELECT k2.now FROM clock k2) - p.oldest_due)) * 1000000, 0)::bigint
+           AS oldest_due_age_micros
+FROM keys k
+LEFT JOIN pending p ON p.lane = k.lane AND p.target = k.target
+LEFT JOIN claimed c ON c.lane = k.lane AND c.target = k.target
+LEFT JOIN dead d ON d.lane = k.lane AND d.target = k.target
+LEFT JOIN delivered v ON v.lane = k.lane AND v.target = k.target
+ORDER BY k.lane, k.target
+`
+
+type MessageStatsParams struct {
+	Now           *time.Time
+	Scope         string
+	WithDelivered bool
+}
+
+type MessageStatsRow struct {
+	Lane               string
+	Target             string
+	Pending            int64
+	Due                int64
+	Claimed            int64
+	ExpiredLeases      int64
+	DeadLetters        int64
+	Delivered          int64
+	OldestDueAgeMicros int64
+}
+
+// Per (lane, target): counts by status and the signals an operator watches.
+// Each branch reads one partial index, so the cost follows the pending,
+// in-flight and dead rows, not the delivered history: pending and the oldest
+// due time from pgoutbox_message_due_idx, claimed and expired leases from
+// pgoutbox_message_lease_idx, dead letters from
+// pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
+// @with_delivered is set, as that reads the whole table.
+func (q *Queries) MessageStats(ctx context.Context, arg MessageStatsParams) ([]MessageStatsRow, error) {
+	rows, err := q.db.Query(ctx, messageStats, arg.Now, arg.Scope, arg.WithDelivered)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageStatsRow{}
+	for rows.Next() {
+		var i MessageStatsRow
+		if err := rows.Scan(
+			&i.Lane,
+			&i.Target,
+			&i.Pending,
+			&i.Due,
+			&i.Claimed,
+			&i.ExpiredLeases,
+			&i.DeadLetters,
+			&i.Delivered,
+			&i.OldestDueAgeMicros,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }

@@ -79,8 +79,9 @@ type Querier interface {
 	// one per (scope, lane, target): Postgres folds identical ones in a
 	// transaction.
 	MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error)
-	// Oldest first (enqueue order), optionally one status only; the caller caps
-	// @max so a listing is never unbounded.
+	// Operator listing: optional status, lane and target filters, keyset
+	// pagination by id (pass the last id of the previous page; 0 for the first),
+	// oldest first. The caller caps @max.
 	MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error)
 	// Fenced like MessageAck. A message with attempts left returns to pending at
 	// @retry_at, or @retry_after_micros after now (both NULL: now); one without
@@ -88,6 +89,33 @@ type Querier interface {
 	// last due. A delay measured from the database's clock keeps backoff right
 	// on hosts whose clocks are off. No row back means the claim was lost.
 	MessageNack(ctx context.Context, arg MessageNackParams) (string, error)
+	// Deletes one batch of finished messages (status in @statuses) last
+	// updated more than @older_than_micros ago on the store's clock, walking the primary key upwards from @after_id so
+	// that a purge visits each row once however many batches it takes. Returns
+	// how many rows went and the highest id the batch looked at (0 when the walk
+	// reached the end). A batch holds at most @max row locks and writes at most
+	// @max deletions to the WAL; deleting the row frees its dedupe key.
+	MessagePurge(ctx context.Context, arg MessagePurgeParams) (MessagePurgeRow, error)
+	// What a purge with the same arguments would delete (for --dry-run).
+	MessagePurgeCount(ctx context.Context, arg MessagePurgeCountParams) (int64, error)
+	// Sends dead letters back to pending with a fresh set of attempts, due now.
+	// Ids that are not dead letters of this scope are left alone; the caller
+	// compares the ids returned with the ids asked for. last_error stays as the
+	// record of why the message died.
+	MessageRedriveByIDs(ctx context.Context, arg MessageRedriveByIDsParams) ([]int64, error)
+	// Redrives up to @max dead letters of one lane and target (optionally only
+	// those whose last error contains @error_contains) in one statement; the
+	// caller repeats until a batch comes back short, so no statement locks more
+	// than @max rows. The dead-letter index serves the selection.
+	MessageRedriveByLaneTarget(ctx context.Context, arg MessageRedriveByLaneTargetParams) ([]int64, error)
+	// Per (lane, target): counts by status and the signals an operator watches.
+	// Each branch reads one partial index, so the cost follows the pending,
+	// in-flight and dead rows, not the delivered history: pending and the oldest
+	// due time from pgoutbox_message_due_idx, claimed and expired leases from
+	// pgoutbox_message_lease_idx, dead letters from
+	// pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
+	// @with_delivered is set, as that reads the whole table.
+	MessageStats(ctx context.Context, arg MessageStatsParams) ([]MessageStatsRow, error)
 	// Subscribes the session to the channel the enqueue statements notify on
 	// (see MessageInsert). Postgres delivers a notification only after the
 	// notifying transaction commits, so a woken relay always finds the message.

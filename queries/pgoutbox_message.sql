@@ -366,11 +366,159 @@ WHERE id = @id::bigint
 RETURNING status;
 
 -- name: MessageList :many
--- Oldest first (enqueue order), optionally one status only; the caller caps
--- @max so a listing is never unbounded.
+-- Operator listing: optional status, lane and target filters, keyset
+-- pagination by id (pass the last id of the previous page; 0 for the first),
+-- oldest first. The caller caps @max.
 SELECT *
 FROM pgoutbox_message
 WHERE scope = @scope::text
   AND (sqlc.narg('status')::text IS NULL OR status = sqlc.narg('status')::text)
+  AND (sqlc.narg('lane')::text IS NULL OR lane = sqlc.narg('lane')::text)
+  AND (sqlc.narg('target')::text IS NULL OR target = sqlc.narg('target')::text)
+  AND id > @after_id::bigint
 ORDER BY id
 LIMIT @max::integer;
+
+-- name: MessageRedriveByIDs :many
+-- Sends dead letters back to pending with a fresh set of attempts, due now.
+-- Ids that are not dead letters of this scope are left alone; the caller
+-- compares the ids returned with the ids asked for. last_error stays as the
+-- record of why the message died.
+UPDATE pgoutbox_message
+SET status = 'pending',
+    attempt_count = 0,
+    available_at = coalesce(sqlc.narg('now')::timestamptz, now()),
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+WHERE id = ANY(@ids::bigint[])
+  AND scope = @scope::text
+  AND status = 'dead_letter'
+RETURNING id;
+
+-- name: MessageRedriveByLaneTarget :many
+-- Redrives up to @max dead letters of one lane and target (optionally only
+-- those whose last error contains @error_contains) in one statement; the
+-- caller repeats until a batch comes back short, so no statement locks more
+-- than @max rows. The dead-letter index serves the selection.
+UPDATE pgoutbox_message m
+SET status = 'pending',
+    attempt_count = 0,
+    available_at = coalesce(sqlc.narg('now')::timestamptz, now()),
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+WHERE m.id IN (
+    SELECT d.id
+    FROM pgoutbox_message d
+    WHERE d.scope = @scope::text
+      AND d.lane = @lane::text
+      AND d.target = @target::text
+      AND d.status = 'dead_letter'
+      AND (@error_contains::text = '' OR strpos(d.last_error, @error_contains::text) > 0)
+    ORDER BY d.id
+    LIMIT @max::integer
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING m.id;
+
+-- name: MessagePurge :one
+-- Deletes one batch of finished messages (status in @statuses) last
+-- updated more than @older_than_micros ago on the store's clock, walking the primary key upwards from @after_id so
+-- that a purge visits each row once however many batches it takes. Returns
+-- how many rows went and the highest id the batch looked at (0 when the walk
+-- reached the end). A batch holds at most @max row locks and writes at most
+-- @max deletions to the WAL; deleting the row frees its dedupe key.
+WITH cutoff AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now())
+               - sqlc.arg('older_than_micros')::bigint * interval '1 microsecond' AS at
+),
+batch AS (
+    SELECT p.id AS batch_id,
+           (p.status = ANY(@statuses::text[]) AND p.updated_at < (SELECT c.at FROM cutoff c)) AS doomed
+    FROM pgoutbox_message p
+    WHERE p.scope = @scope::text
+      AND p.id > @after_id::bigint
+    ORDER BY p.id
+    LIMIT @max::integer
+),
+deleted AS (
+    DELETE FROM pgoutbox_message m
+    USING batch b, cutoff c
+    WHERE m.id = b.batch_id
+      AND b.doomed
+      -- Recheck: the row may have moved on since the batch was read.
+      AND m.status = ANY(@statuses::text[])
+      AND m.updated_at < c.at
+    RETURNING m.id
+)
+SELECT (SELECT count(*) FROM deleted)::bigint AS deleted,
+       coalesce((SELECT max(b.batch_id) FROM batch b), 0)::bigint AS last_id,
+       (SELECT count(*) FROM batch)::bigint AS scanned;
+
+-- name: MessagePurgeCount :one
+-- What a purge with the same arguments would delete (for --dry-run).
+SELECT count(*)::bigint
+FROM pgoutbox_message
+WHERE scope = @scope::text
+  AND status = ANY(@statuses::text[])
+  AND updated_at < coalesce(sqlc.narg('now')::timestamptz, now())
+                   - sqlc.arg('older_than_micros')::bigint * interval '1 microsecond';
+
+-- name: MessageStats :many
+-- Per (lane, target): counts by status and the signals an operator watches.
+-- Each branch reads one partial index, so the cost follows the pending,
+-- in-flight and dead rows, not the delivered history: pending and the oldest
+-- due time from pgoutbox_message_due_idx, claimed and expired leases from
+-- pgoutbox_message_lease_idx, dead letters from
+-- pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
+-- @with_delivered is set, as that reads the whole table.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now
+),
+pending AS (
+    SELECT p.lane, p.target, count(*) AS n,
+           count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
+           min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
+    FROM pgoutbox_message p
+    WHERE p.scope = @scope::text AND p.status = 'pending'
+    GROUP BY p.lane, p.target
+),
+claimed AS (
+    SELECT c.lane, c.target, count(*) AS n,
+           count(*) FILTER (WHERE c.lease_expires_at <= (SELECT k.now FROM clock k)) AS expired
+    FROM pgoutbox_message c
+    WHERE c.scope = @scope::text AND c.status = 'claimed'
+    GROUP BY c.lane, c.target
+),
+dead AS (
+    SELECT d.lane, d.target, count(*) AS n
+    FROM pgoutbox_message d
+    WHERE d.scope = @scope::text AND d.status = 'dead_letter'
+    GROUP BY d.lane, d.target
+),
+delivered AS (
+    SELECT v.lane, v.target, count(*) AS n
+    FROM pgoutbox_message v
+    WHERE @with_delivered::boolean AND v.scope = @scope::text AND v.status = 'delivered'
+    GROUP BY v.lane, v.target
+),
+keys AS (
+    SELECT lane, target FROM pending
+    UNION SELECT lane, target FROM claimed
+    UNION SELECT lane, target FROM dead
+    UNION SELECT lane, target FROM delivered
+)
+SELECT k.lane::text AS lane,
+       k.target::text AS target,
+       coalesce(p.n, 0)::bigint AS pending,
+       coalesce(p.due, 0)::bigint AS due,
+       coalesce(c.n, 0)::bigint AS claimed,
+       coalesce(c.expired, 0)::bigint AS expired_leases,
+       coalesce(d.n, 0)::bigint AS dead_letters,
+       coalesce(v.n, 0)::bigint AS delivered,
+       -- How long the oldest due message has waited; 0 when none is due.
+       coalesce(extract(epoch FROM ((SELECT k2.now FROM clock k2) - p.oldest_due)) * 1000000, 0)::bigint
+           AS oldest_due_age_micros
+FROM keys k
+LEFT JOIN pending p ON p.lane = k.lane AND p.target = k.target
+LEFT JOIN claimed c ON c.lane = k.lane AND c.target = k.target
+LEFT JOIN dead d ON d.lane = k.lane AND d.target = k.target
+LEFT JOIN delivered v ON v.lane = k.lane AND v.target = k.target
+ORDER BY k.lane, k.target;
