@@ -45,17 +45,7 @@ func (r *recorder) last(prefix string) pgx.TraceQueryStartData {
 // delivered and 10k pending messages it must not scan delivered rows.
 func TestClaimPlanUsesPartialIndexes(t *testing.T) {
 	f := newFixture(t)
-	cfg, err := pgxpool.ParseConfig(f.db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
-	cfg.ConnConfig.Tracer = rec
-	pool, err := pgxpool.NewWithConfig(f.ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	pool, rec := tracedPool(t, f)
 	store := outbox.NewPostgresStore(pool)
 
 	// History: 100k delivered messages, then 10k pending ones and a few in
@@ -128,4 +118,21 @@ func TestClaimPlanUsesPartialIndexes(t *testing.T) {
 		text = append(text, line)
 	}
 	t.Logf("claim plan, 100k delivered + 10k pending rows:\n%s", strings.Join(text, "\n"))
+}
+
+// tracedPool opens a pool on the fixture's database that records statements.
+func tracedPool(t *testing.T, f *fixture) (*pgxpool.Pool, *recorder) {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(f.db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	cfg.ConnConfig.Tracer = rec
+	pool, err := pgxpool.NewWithConfig(f.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	return pool, rec
 }

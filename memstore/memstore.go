@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -437,9 +436,11 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	after, _ := strconv.ParseInt(f.AfterID, 10, 64)
 	var ids []int64
 	for id, m := range st.rows {
-		if st.scopes[id] == s.scope && (f.Status == "" || m.Status == f.Status) {
+		if st.scopes[id] == s.scope && id > after && (f.Status == "" || m.Status == f.Status) &&
+			(f.Lane == "" || m.Lane == f.Lane) && (f.Target == "" || m.Target == f.Target) {
 			ids = append(ids, id)
 		}
 	}
@@ -456,8 +457,8 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 
 // Get returns one message of the scope, or outbox.ErrNotFound.
 func (s *Store) Get(_ context.Context, id string) (outbox.Message, error) {
-	if strings.TrimSpace(id) == "" {
-		return outbox.Message{}, fmt.Errorf("memstore: get: %w", &outbox.ValidationError{Field: "id", Reason: "is required"})
+	if err := outbox.ValidateID(id); err != nil {
+		return outbox.Message{}, fmt.Errorf("memstore: get: %w", err)
 	}
 	st := s.st
 	st.mu.Lock()

@@ -192,6 +192,12 @@ type ListFilter struct {
 	// Limit is the most messages returned: 0 means DefaultListLimit, larger
 	// values are capped at MaxListLimit, negative is invalid.
 	Limit int
+	// Lane and Target restrict the listing; "" matches any.
+	Lane, Target string
+	// AfterID pages through a listing: only messages enqueued after the
+	// message with this id are returned (pass the last ID of the previous
+	// page). "" starts from the oldest.
+	AfterID string
 }
 
 // Store is the outbox contract. PostgresStore implements it.

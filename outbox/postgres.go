@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -293,18 +292,18 @@ func (s *PostgresStore) nack(ctx context.Context, id, claimToken, reason string,
 	return NackRequeued, nil
 }
 
-// List returns the scope's messages with f.Status (or all), oldest first,
-// at most f.Limit of them (see ListFilter for defaults and caps).
+// List returns the scope's messages matching f, oldest first, at most
+// f.Limit of them (see ListFilter for defaults, caps and paging).
 func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, error) {
 	if verr := f.check(); verr != nil {
 		return nil, fmt.Errorf("outbox: list: %w", verr)
 	}
-	var status *string
-	if f.Status != "" {
-		status = (*string)(&f.Status)
-	}
 	limit, _ := listLimit(f.Limit)
-	rows, err := s.q.MessageList(ctx, db.MessageListParams{Scope: s.scope, Status: status, Max: limit})
+	after, _ := parseID(f.AfterID)
+	rows, err := s.q.MessageList(ctx, db.MessageListParams{
+		Scope: s.scope, Status: optional(string(f.Status)), Lane: optional(f.Lane), Target: optional(f.Target),
+		AfterID: after, Max: limit,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list: %w", err)
 	}
@@ -317,8 +316,8 @@ func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, erro
 
 // Get returns one message of the store's scope by id, or ErrNotFound.
 func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
-	if strings.TrimSpace(id) == "" {
-		return Message{}, fmt.Errorf("outbox: get: %w", invalid("id", "is required"))
+	if verr := checkID("id", id); verr != nil {
+		return Message{}, fmt.Errorf("outbox: get: %w", verr)
 	}
 	key, ok := parseID(id)
 	if !ok {
@@ -346,7 +345,10 @@ func parseReceipt(id, claimToken string) (key int64, token pgtype.UUID, ok bool,
 	return key, token, idOK && tokenOK, nil
 }
 
-// parseID accepts the decimal form that toMessage gives ids.
+// toID is the form of a message id callers see.
+func toID(id int64) string { return strconv.FormatInt(id, 10) }
+
+// parseID accepts the decimal form that toID gives ids.
 func parseID(id string) (int64, bool) {
 	n, err := strconv.ParseInt(id, 10, 64)
 	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != id {
@@ -369,7 +371,7 @@ func parseToken(s string) (pgtype.UUID, bool) {
 
 func toMessage(r db.PgoutboxMessage) Message {
 	m := Message{
-		ID:           strconv.FormatInt(r.ID, 10),
+		ID:           toID(r.ID),
 		Lane:         r.Lane,
 		Target:       r.Target,
 		Payload:      r.Payload,
@@ -388,6 +390,14 @@ func toMessage(r db.PgoutboxMessage) Message {
 		m.LeaseExpiresAt = *r.LeaseExpiresAt
 	}
 	return m
+}
+
+// optional maps "" to NULL, meaning "any" in a filter.
+func optional(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 func deref(s *string) string {

@@ -172,6 +172,21 @@ func (f ListFilter) check() *ValidationError {
 	if f.Status != "" && !f.Status.Valid() {
 		return invalid("status", "must be one of pending, claimed, delivered, dead_letter (or empty for all), got %q", f.Status)
 	}
+	if f.Lane != "" {
+		if err := checkName("lane", f.Lane, MaxLaneBytes); err != nil {
+			return err
+		}
+	}
+	if f.Target != "" {
+		if err := checkName("target", f.Target, MaxTargetBytes); err != nil {
+			return err
+		}
+	}
+	if f.AfterID != "" {
+		if _, ok := parseID(f.AfterID); !ok {
+			return invalid("after_id", "%q is not a message id", f.AfterID)
+		}
+	}
 	_, err := listLimit(f.Limit)
 	return err
 }
@@ -221,11 +236,34 @@ func checkRetryDelay(delay time.Duration) *ValidationError {
 }
 
 func checkReceipt(id, claimToken string) *ValidationError {
-	if strings.TrimSpace(id) == "" {
-		return invalid("id", "is required")
+	if err := checkID("id", id); err != nil {
+		return err
 	}
 	if strings.TrimSpace(claimToken) == "" {
 		return invalid("claim_token", "is required")
 	}
 	return nil
+}
+
+// checkID refuses a blank message id; any other value is looked up (and
+// simply not found when it is not one).
+func checkID(field, id string) *ValidationError {
+	if strings.TrimSpace(id) == "" {
+		return invalid(field, "is required")
+	}
+	return nil
+}
+
+// ValidateID reports whether a message id is present.
+func ValidateID(id string) error { return asError(checkID("id", id)) }
+
+// Validate reports whether r is a purge request Purge accepts.
+func (r PurgeRequest) Validate() error { return asError(r.check()) }
+
+// Statuses returns the statuses r purges.
+func (r PurgeRequest) Statuses() []Status {
+	if r.DeadLetters {
+		return []Status{StatusDelivered, StatusDeadLetter}
+	}
+	return []Status{StatusDelivered}
 }

@@ -1,0 +1,144 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/outbox"
+)
+
+// Redrive sends dead letters back to pending, as outbox.PostgresStore.Redrive.
+func (s *Store) Redrive(_ context.Context, r outbox.RedriveRequest) (outbox.RedriveResult, error) {
+	if err := r.Validate(); err != nil {
+		return outbox.RedriveResult{}, fmt.Errorf("memstore: redrive: %w", err)
+	}
+	byIDs := len(r.IDs) > 0
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := st.now()
+	redrive := func(m *outbox.Message) {
+		m.Status, m.AttemptCount, m.AvailableAt, m.UpdatedAt = outbox.StatusPending, 0, now, now
+	}
+	var res outbox.RedriveResult
+	if byIDs {
+		for _, id := range r.IDs {
+			key, err := strconv.ParseInt(id, 10, 64)
+			m := st.rows[key]
+			if err != nil || m == nil || st.scopes[key] != s.scope || m.Status != outbox.StatusDeadLetter {
+				res.NotDead = append(res.NotDead, id)
+				continue
+			}
+			redrive(m)
+			res.Redriven++
+		}
+		return res, nil
+	}
+	for id, m := range st.rows {
+		if st.scopes[id] == s.scope && m.Status == outbox.StatusDeadLetter && m.Lane == r.Lane && m.Target == r.Target &&
+			strings.Contains(m.LastError, r.ErrorContains) {
+			redrive(m)
+			res.Redriven++
+		}
+	}
+	return res, nil
+}
+
+func (s *Store) purgeable(r outbox.PurgeRequest, now time.Time) []int64 {
+	statuses := r.Statuses()
+	cutoff := now.Add(-r.OlderThan.Truncate(time.Microsecond))
+	var ids []int64
+	for id, m := range s.st.rows {
+		if s.st.scopes[id] == s.scope && slices.Contains(statuses, m.Status) && m.UpdatedAt.Before(cutoff) {
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+// Purge deletes finished messages, as outbox.PostgresStore.Purge.
+func (s *Store) Purge(ctx context.Context, r outbox.PurgeRequest) (int64, error) {
+	if err := r.Validate(); err != nil {
+		return 0, fmt.Errorf("memstore: purge: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("memstore: purge: stopped after deleting 0 messages: %w", err)
+	}
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	ids := s.purgeable(r, st.now())
+	for _, id := range ids {
+		delete(st.rows, id)
+		delete(st.scopes, id)
+	}
+	if r.Progress != nil {
+		r.Progress(int64(len(ids)))
+	}
+	return int64(len(ids)), nil
+}
+
+// PurgeCount says how many messages Purge would delete now.
+func (s *Store) PurgeCount(_ context.Context, r outbox.PurgeRequest) (int64, error) {
+	if err := r.Validate(); err != nil {
+		return 0, fmt.Errorf("memstore: purge: %w", err)
+	}
+	s.st.mu.Lock()
+	defer s.st.mu.Unlock()
+	return int64(len(s.purgeable(r, s.st.now()))), nil
+}
+
+// Stats returns per (lane, target) counts, as outbox.PostgresStore.Stats.
+func (s *Store) Stats(_ context.Context, withDelivered bool) ([]outbox.Stats, error) {
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := st.now()
+	byKey := map[[2]string]*outbox.Stats{}
+	for id, m := range st.rows {
+		if st.scopes[id] != s.scope || (m.Status == outbox.StatusDelivered && !withDelivered) {
+			continue
+		}
+		k := [2]string{m.Lane, m.Target}
+		x := byKey[k]
+		if x == nil {
+			x = &outbox.Stats{Lane: m.Lane, Target: m.Target}
+			byKey[k] = x
+		}
+		switch m.Status {
+		case outbox.StatusPending:
+			x.Pending++
+			if !m.AvailableAt.After(now) {
+				x.Due++
+				x.OldestDueAge = max(x.OldestDueAge, now.Sub(m.AvailableAt))
+			}
+		case outbox.StatusClaimed:
+			x.Claimed++
+			if !m.LeaseExpiresAt.After(now) {
+				x.ExpiredLeases++
+			}
+		case outbox.StatusDeadLetter:
+			x.DeadLetters++
+		case outbox.StatusDelivered:
+			x.Delivered++
+		}
+	}
+	out := make([]outbox.Stats, 0, len(byKey))
+	for _, x := range byKey {
+		if !withDelivered {
+			x.Delivered = -1
+		}
+		out = append(out, *x)
+	}
+	slices.SortFunc(out, func(a, b outbox.Stats) int {
+		if c := strings.Compare(a.Lane, b.Lane); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Target, b.Target)
+	})
+	return out, nil
+}
