@@ -170,7 +170,7 @@ func (s *PostgresStore) Purge(ctx context.Context, r PurgeRequest) (int64, error
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		row, err := s.q.MessagePurge(bctx, db.MessagePurgeParams{
 			Now: s.now(), OlderThanMicros: r.OlderThan.Microseconds(), Statuses: r.statuses(),
-			Scope: s.scope, AfterID: after, Max: int32(batch), //nolint:gosec // bounded by MaxBatch
+			Scope: s.scope, AfterID: after, Max: int32(batch),
 		})
 		cancel()
 		if err != nil {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,7 +16,8 @@ import (
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
-func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runBench(ctx context.Context, args []string, std stdio) error {
+	stdout, stderr := std.out, std.errOut
 	fs := newFlagSet("bench", "bench [flags]\n\n"+
 		"Runs pgoutbox's own benchmark scenarios and prints a table (progress on stderr):\n"+
 		"  enqueue   single Enqueue per transaction, NOTIFY off / limited / on every enqueue\n"+

@@ -11,8 +11,9 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 )
 
-// connect parses url (a usage error when it does not parse) and opens a pool,
-// checking that the server answers. Errors name the host, never the password.
+// connect parses url and opens a pool, checking that the server answers. A
+// URL that does not parse and a server that does not answer are usage
+// errors (exit 2). Errors name the host, never the password.
 func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	if url == "" {
 		return nil, usagef("no database: pass --database-url or set DATABASE_URL")
@@ -23,13 +24,14 @@ func connect(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connecting to %s: %w", where(cfg.ConnConfig), err)
+		return nil, usagef("cannot connect to %s: %v", where(cfg.ConnConfig), err)
 	}
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("connecting to %s: %w", where(cfg.ConnConfig), err)
+		// An unreachable server is bad input to a CLI: nothing was touched.
+		return nil, usagef("cannot connect to %s: %v", where(cfg.ConnConfig), err)
 	}
 	return pool, nil
 }

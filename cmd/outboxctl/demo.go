@@ -48,7 +48,8 @@ func (d *demo) logf(format string, args ...any) {
 	fmt.Fprintf(d.out, "[%5.2fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runDemo(ctx context.Context, args []string, std stdio) error {
+	stdout, stderr := std.out, std.errOut
 	fs := newFlagSet("demo", "demo [flags]\n\n"+
 		"Migrates the schema, places orders that each write an order row and an outbox\n"+
 		"message in one transaction, then runs consumers that claim, ack and nack them,\n"+

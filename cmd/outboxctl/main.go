@@ -8,12 +8,19 @@
 // Commands:
 //
 //	migrate up|down|status|version   manage the pgoutbox schema
+//	list                             list messages (filters, pages)
+//	get ID                           show one message
+//	stats                            counts and ages per lane and target
+//	redrive                          send dead letters back to pending
+//	purge                            delete old delivered messages (and dead letters)
+//	enqueue                          enqueue a message
 //	demo                             run the end-to-end demo
 //	bench                            run the library's benchmark scenarios
 //
-// Every command takes --database-url (default $DATABASE_URL). Exit codes: 0 ok,
-// 1 failure, 2 usage error (bad flags or input, found before touching the
-// database).
+// Every command takes --database-url (default $DATABASE_URL); the commands
+// on messages take --scope and --json. Exit codes: 0 ok, 1 failure, 2 bad
+// input (flags, ids, JSON, durations, an unusable database URL or an
+// unreachable server), reported before anything is written.
 package main
 
 import (
@@ -40,12 +47,24 @@ func usagef(format string, args ...any) error {
 type command struct {
 	name    string
 	summary string
-	run     func(ctx context.Context, args []string, stdout, stderr io.Writer) error
+	run     func(ctx context.Context, args []string, stdio stdio) error
+}
+
+// stdio is a command's standard streams.
+type stdio struct {
+	in          io.Reader
+	out, errOut io.Writer
 }
 
 func commands() []command {
 	return []command{
 		{"migrate", "apply, roll back or inspect the pgoutbox schema", runMigrate},
+		{"list", "list messages, oldest first, with filters and pages", runList},
+		{"get", "show one message", runGet},
+		{"stats", "counts and ages per lane and target (--watch to refresh)", runStats},
+		{"redrive", "send dead letters back to pending", runRedrive},
+		{"purge", "delete old delivered messages (and dead letters) in batches", runPurge},
+		{"enqueue", "enqueue a message (payload from --payload or stdin)", runEnqueue},
 		{"demo", "write orders and outbox messages, then deliver them with consumers", runDemo},
 		{"bench", "measure enqueue, burn-down and wake-up latency", runBench},
 	}
@@ -53,12 +72,13 @@ func commands() []command {
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], stdio{in: os.Stdin, out: os.Stdout, errOut: os.Stderr})
 	stop()
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, std stdio) int {
+	stderr := std.errOut
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		printUsage(stderr)
 		if len(args) == 0 {
@@ -70,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		if c.name != args[0] {
 			continue
 		}
-		err := c.run(ctx, args[1:], stdout, stderr)
+		err := c.run(ctx, args[1:], std)
 		var uerr usageError
 		switch {
 		case err == nil:

@@ -3,14 +3,14 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"text/tabwriter"
 
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
-func runMigrate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func runMigrate(ctx context.Context, args []string, std stdio) error {
+	stdout, stderr := std.out, std.errOut
 	fs := newFlagSet("migrate", "migrate [flags] up|down|status|version\n\n"+
 		"  up       apply every pending migration (what outbox.Migrate does)\n"+
 		"  down     roll back the most recent migration\n"+
