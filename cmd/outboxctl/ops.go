@@ -348,7 +348,7 @@ func nonNil(s []string) []string {
 func runPurge(ctx context.Context, args []string, std stdio) error {
 	fs := newFlagSet("purge", "purge --older-than DURATION [flags]\n\nDeletes delivered messages (and dead letters with --dead-letters) that finished\nmore than DURATION ago, in batches, reporting progress on stderr. Interrupted,\nit stops between batches and reports what it deleted. Deleting a message frees\nits dedupe key.", std.errOut)
 	sf := addStoreFlags(fs)
-	olderThan := fs.Duration("older-than", -1, "age of the messages to delete, e.g. 72h (required)")
+	olderThan := fs.Duration("older-than", 0, "age of the messages to delete, e.g. 72h (required)")
 	dead := fs.Bool("dead-letters", false, "delete dead letters too")
 	dryRun := fs.Bool("dry-run", false, "count what would be deleted, delete nothing")
 	batch := fs.Int("batch-size", 1000, fmt.Sprintf("rows per statement (at most %d)", outbox.MaxBatch))
@@ -358,7 +358,7 @@ func runPurge(ctx context.Context, args []string, std stdio) error {
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
 	}
-	if *olderThan == -1 && !flagSet(fs, "older-than") {
+	if !flagSet(fs, "older-than") {
 		return usagef("--older-than is required (e.g. --older-than 72h)")
 	}
 	req := outbox.PurgeRequest{OlderThan: *olderThan, DeadLetters: *dead, BatchSize: *batch}
