@@ -50,28 +50,16 @@ func (q *Queries) MessageAck(ctx context.Context, arg MessageAckParams) (int64, 
 }
 
 const messageAckMany = `-- name: MessageAckMany :many
-WITH held AS (
-    SELECT m.id AS held_id, m.claim_token AS held_token
-    FROM pgoutbox_message m
-    WHERE m.id = ANY($2::bigint[])
-      -- Each id with the token at the same position. Only claimed rows have
-      -- a token (pgoutbox_message_claim_check), so this stands for status =
-      -- 'claimed' without letting the planner prefer the lease index (which
-      -- holds every claim since the last VACUUM) over primary-key lookups.
-      AND m.claim_token = ($3::uuid[])[array_position($2::bigint[], m.id)]
-      AND m.scope = $4::text
-    ORDER BY m.id
-    FOR UPDATE OF m
-)
 UPDATE pgoutbox_message m
 SET status = 'delivered',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
     updated_at = coalesce($1::timestamptz, now())
-FROM held h
-WHERE m.id = h.held_id
-RETURNING m.id, h.held_token::uuid AS claim_token
+WHERE m.id = ANY($2::bigint[])
+  AND m.claim_token = ($3::uuid[])[array_position($2::bigint[], m.id)]
+  AND m.scope = $4::text
+RETURNING m.id, ($3::uuid[])[array_position($2::bigint[], m.id)]::uuid AS claim_token
 `
 
 type MessageAckManyParams struct {
@@ -87,9 +75,13 @@ type MessageAckManyRow struct {
 }
 
 // Acks a batch of (id, token) pairs in one statement and returns the pairs
-// that were still held. Rows are locked in id order before the update, so two
-// relays acking overlapping batches (possible only after lost claims) cannot
-// deadlock; a row whose token changed while we waited is skipped.
+// that were still held. Each id is matched with the token at the same
+// position. Only claimed rows have a token (pgoutbox_message_claim_check), so
+// the token test stands for status = 'claimed' without letting the planner
+// prefer the lease index (which holds every claim since the last VACUUM)
+// over primary-key lookups. The index scan of id = ANY visits ids in
+// ascending order, so two relays acking overlapping batches (possible only
+// after lost claims) lock in the same order and cannot deadlock.
 func (q *Queries) MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error) {
 	rows, err := q.db.Query(ctx, messageAckMany,
 		arg.Now,
@@ -178,11 +170,26 @@ dead_lettered AS (
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at
 ),
+acked AS (
+    UPDATE pgoutbox_message m
+    SET status = 'delivered',
+        claimed_by = NULL,
+        claim_token = NULL,
+        lease_expires_at = NULL,
+        updated_at = k.now
+    FROM clock k
+    WHERE m.id = ANY($9::bigint[])
+      AND m.claim_token = ($10::uuid[])[array_position($9::bigint[], m.id)]
+      AND m.scope = $3::text
+    RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
+              m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
+              m.last_error, m.created_at, m.updated_at
+),
 claimed AS (
     UPDATE pgoutbox_message m
     SET status = 'claimed',
         attempt_count = m.attempt_count + 1,
-        claimed_by = $9::text,
+        claimed_by = $11::text,
         claim_token = gen_random_uuid(),
         lease_expires_at = k.lease_until,
         updated_at = k.now
@@ -201,6 +208,11 @@ SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
        last_error, created_at, updated_at
 FROM dead_lettered
+UNION ALL
+SELECT id, scope, lane, target, 'null'::jsonb, dedupe_key, status, available_at,
+       attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
+       last_error, created_at, updated_at
+FROM acked
 ORDER BY status, available_at, id
 `
 
@@ -213,6 +225,8 @@ type MessageClaimParams struct {
 	Max              int32
 	AfterAvailableAt time.Time
 	AfterID          int64
+	AckIds           []int64
+	AckTokens        []pgtype.UUID
 	ConsumerID       string
 }
 
@@ -252,9 +266,17 @@ type MessageClaimRow struct {
 // unchanged and are released when the statement's transaction ends. In the
 // steady state the expired branch is empty and costs one index probe.
 //
+// The same statement acks the claimer's previous successes (@ack_ids with
+// @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
+// that keeps up pays one statement and one commit per batch instead of two.
+// The ack rows are locked in id order (an index scan of id = ANY); the claim
+// branches never wait (SKIP LOCKED), so the statement cannot deadlock.
+//
 // The clock is read once, in a CTE, so every row of one claim carries the same
-// timestamps. The result holds the claimed rows (status 'claimed') and then
-// the rows dead-lettered on the way (status 'dead_letter'), each in claim order.
+// timestamps. The result holds the claimed rows (status 'claimed'), then the
+// rows dead-lettered on the way (status 'dead_letter'), then the acked rows
+// (status 'delivered').
+// The claimer knows its acked messages: spare it their payloads.
 func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]MessageClaimRow, error) {
 	rows, err := q.db.Query(ctx, messageClaim,
 		arg.Now,
@@ -265,6 +287,8 @@ func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]M
 		arg.Max,
 		arg.AfterAvailableAt,
 		arg.AfterID,
+		arg.AckIds,
+		arg.AckTokens,
 		arg.ConsumerID,
 	)
 	if err != nil {
@@ -341,20 +365,7 @@ func (q *Queries) MessageDeadLetter(ctx context.Context, arg MessageDeadLetterPa
 }
 
 const messageExtendLeases = `-- name: MessageExtendLeases :many
-WITH held AS (
-    SELECT m.id AS held_id, m.claim_token AS held_token
-    FROM pgoutbox_message m
-    WHERE m.id = ANY($1::bigint[])
-      -- Each id with the token at the same position. Only claimed rows have
-      -- a token (pgoutbox_message_claim_check), so this stands for status =
-      -- 'claimed' without letting the planner prefer the lease index (which
-      -- holds every claim since the last VACUUM) over primary-key lookups.
-      AND m.claim_token = ($2::uuid[])[array_position($1::bigint[], m.id)]
-      AND m.scope = $3::text
-    ORDER BY m.id
-    FOR UPDATE OF m
-),
-clock AS (
+WITH clock AS (
     SELECT coalesce($4::timestamptz, now()) AS now,
            coalesce($4::timestamptz, now())
                + $5::bigint * interval '1 microsecond' AS lease_until
@@ -362,8 +373,10 @@ clock AS (
 UPDATE pgoutbox_message m
 SET lease_expires_at = k.lease_until,
     updated_at = k.now
-FROM held h, clock k
-WHERE m.id = h.held_id
+FROM clock k
+WHERE m.id = ANY($1::bigint[])
+  AND m.claim_token = ($2::uuid[])[array_position($1::bigint[], m.id)]
+  AND m.scope = $3::text
 RETURNING m.id, m.claim_token
 `
 
@@ -382,7 +395,7 @@ type MessageExtendLeasesRow struct {
 
 // Heartbeat: moves the lease of each held (id, token) pair to now + @lease
 // and returns the pairs still held. A holder whose lease already ran out may
-// extend it while nobody has claimed the message since. Locks in id order
+// extend it while nobody has claimed the message since. Matches and locks
 // like MessageAckMany.
 func (q *Queries) MessageExtendLeases(ctx context.Context, arg MessageExtendLeasesParams) ([]MessageExtendLeasesRow, error) {
 	rows, err := q.db.Query(ctx, messageExtendLeases,
@@ -400,6 +413,81 @@ func (q *Queries) MessageExtendLeases(ctx context.Context, arg MessageExtendLeas
 	for rows.Next() {
 		var i MessageExtendLeasesRow
 		if err := rows.Scan(&i.ID, &i.ClaimToken); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const messageFinishLocked = `-- name: MessageFinishLocked :many
+UPDATE pgoutbox_message m
+SET status = CASE
+        WHEN ($1::boolean[])[array_position($2::bigint[], m.id)] THEN 'delivered'
+        WHEN ($3::boolean[])[array_position($2::bigint[], m.id)]
+             OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
+        ELSE 'pending'
+    END,
+    attempt_count = m.attempt_count + 1,
+    available_at = CASE
+        WHEN NOT ($1::boolean[])[array_position($2::bigint[], m.id)]
+             AND NOT ($3::boolean[])[array_position($2::bigint[], m.id)]
+             AND m.attempt_count + 1 < m.max_attempts
+        THEN coalesce($4::timestamptz, now())
+             + ($5::bigint[])[array_position($2::bigint[], m.id)] * interval '1 microsecond'
+        ELSE m.available_at
+    END,
+    last_error = CASE
+        WHEN ($1::boolean[])[array_position($2::bigint[], m.id)] THEN m.last_error
+        ELSE ($6::text[])[array_position($2::bigint[], m.id)]
+    END,
+    updated_at = coalesce($4::timestamptz, now())
+WHERE m.id = ANY($2::bigint[])
+  AND m.scope = $7::text
+RETURNING m.id, m.status
+`
+
+type MessageFinishLockedParams struct {
+	Oks              []bool
+	Ids              []int64
+	Permanents       []bool
+	Now              *time.Time
+	RetryAfterMicros []int64
+	Reasons          []string
+	Scope            string
+}
+
+type MessageFinishLockedRow struct {
+	ID     int64
+	Status string
+}
+
+// Writes the outcome of a locked batch: successes delivered; failures
+// pending again after their retry delay, or dead letters when permanent or
+// out of attempts. Every outcome counts an attempt. Rows are found by
+// primary key and each id's outcome by its position in the arrays (see
+// MessageAckMany for why no join); the caller holds their locks.
+func (q *Queries) MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error) {
+	rows, err := q.db.Query(ctx, messageFinishLocked,
+		arg.Oks,
+		arg.Ids,
+		arg.Permanents,
+		arg.Now,
+		arg.RetryAfterMicros,
+		arg.Reasons,
+		arg.Scope,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageFinishLockedRow{}
+	for rows.Next() {
+		var i MessageFinishLockedRow
+		if err := rows.Scan(&i.ID, &i.Status); err != nil {
 			return nil, err
 		}
 		items = append(items, i)
@@ -894,6 +982,85 @@ func (q *Queries) MessageList(ctx context.Context, arg MessageListParams) ([]Pgo
 		arg.Lane,
 		arg.Target,
 		arg.AfterID,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PgoutboxMessage{}
+	for rows.Next() {
+		var i PgoutboxMessage
+		if err := rows.Scan(
+			&i.ID,
+			&i.Scope,
+			&i.Lane,
+			&i.Target,
+			&i.Payload,
+			&i.DedupeKey,
+			&i.Status,
+			&i.AvailableAt,
+			&i.AttemptCount,
+			&i.MaxAttempts,
+			&i.ClaimedBy,
+			&i.ClaimToken,
+			&i.LeaseExpiresAt,
+			&i.LastError,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const messageLockDue = `-- name: MessageLockDue :many
+SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+FROM pgoutbox_message m
+WHERE m.scope = $1::text
+  AND m.lane = $2::text
+  AND m.target = $3::text
+  AND m.status = 'pending'
+  AND m.available_at <= coalesce($4::timestamptz, now())
+  AND (m.available_at, m.id) > ($5::timestamptz, $6::bigint)
+  -- SKIP LOCKED does not skip rows this transaction already locked: a
+  -- second lock in the same batch names the first one's rows.
+  AND m.id <> ALL($7::bigint[])
+ORDER BY m.available_at, m.id
+LIMIT $8::integer
+FOR UPDATE SKIP LOCKED
+`
+
+type MessageLockDueParams struct {
+	Scope            string
+	Lane             string
+	Target           string
+	Now              *time.Time
+	AfterAvailableAt time.Time
+	AfterID          int64
+	LockedIds        []int64
+	Max              int32
+}
+
+// Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
+// pending messages, oldest first, in the caller's transaction, and writes
+// nothing. The batch's outcome is written by MessageFinishLocked in the same
+// transaction: one row version per message instead of two, and one commit
+// per batch.
+func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]PgoutboxMessage, error) {
+	rows, err := q.db.Query(ctx, messageLockDue,
+		arg.Scope,
+		arg.Lane,
+		arg.Target,
+		arg.Now,
+		arg.AfterAvailableAt,
+		arg.AfterID,
+		arg.LockedIds,
 		arg.Max,
 	)
 	if err != nil {

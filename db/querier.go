@@ -14,9 +14,13 @@ type Querier interface {
 	// claimed the message since; the work is done, and acking spares a redelivery.
 	MessageAck(ctx context.Context, arg MessageAckParams) (int64, error)
 	// Acks a batch of (id, token) pairs in one statement and returns the pairs
-	// that were still held. Rows are locked in id order before the update, so two
-	// relays acking overlapping batches (possible only after lost claims) cannot
-	// deadlock; a row whose token changed while we waited is skipped.
+	// that were still held. Each id is matched with the token at the same
+	// position. Only claimed rows have a token (pgoutbox_message_claim_check), so
+	// the token test stands for status = 'claimed' without letting the planner
+	// prefer the lease index (which holds every claim since the last VACUUM)
+	// over primary-key lookups. The index scan of id = ANY visits ids in
+	// ascending order, so two relays acking overlapping batches (possible only
+	// after lost claims) lock in the same order and cannot deadlock.
 	MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error)
 	// Claims up to @max messages of one (scope, lane, target) in one statement.
 	//
@@ -33,18 +37,32 @@ type Querier interface {
 	// unchanged and are released when the statement's transaction ends. In the
 	// steady state the expired branch is empty and costs one index probe.
 	//
+	// The same statement acks the claimer's previous successes (@ack_ids with
+	// @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
+	// that keeps up pays one statement and one commit per batch instead of two.
+	// The ack rows are locked in id order (an index scan of id = ANY); the claim
+	// branches never wait (SKIP LOCKED), so the statement cannot deadlock.
+	//
 	// The clock is read once, in a CTE, so every row of one claim carries the same
-	// timestamps. The result holds the claimed rows (status 'claimed') and then
-	// the rows dead-lettered on the way (status 'dead_letter'), each in claim order.
+	// timestamps. The result holds the claimed rows (status 'claimed'), then the
+	// rows dead-lettered on the way (status 'dead_letter'), then the acked rows
+	// (status 'delivered').
+	// The claimer knows its acked messages: spare it their payloads.
 	MessageClaim(ctx context.Context, arg MessageClaimParams) ([]MessageClaimRow, error)
 	// A permanent failure: the holder dead-letters the message at once, whatever
 	// attempts it has left. Fenced like MessageAck.
 	MessageDeadLetter(ctx context.Context, arg MessageDeadLetterParams) (int64, error)
 	// Heartbeat: moves the lease of each held (id, token) pair to now + @lease
 	// and returns the pairs still held. A holder whose lease already ran out may
-	// extend it while nobody has claimed the message since. Locks in id order
+	// extend it while nobody has claimed the message since. Matches and locks
 	// like MessageAckMany.
 	MessageExtendLeases(ctx context.Context, arg MessageExtendLeasesParams) ([]MessageExtendLeasesRow, error)
+	// Writes the outcome of a locked batch: successes delivered; failures
+	// pending again after their retry delay, or dead letters when permanent or
+	// out of attempts. Every outcome counts an attempt. Rows are found by
+	// primary key and each id's outcome by its position in the arrays (see
+	// MessageAckMany for why no join); the caller holds their locks.
+	MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error)
 	MessageGet(ctx context.Context, arg MessageGetParams) (PgoutboxMessage, error)
 	// The message holding a dedupe key, and whether its payload is the same JSON
 	// value as the one offered again (jsonb equality ignores key order and
@@ -83,6 +101,12 @@ type Querier interface {
 	// pagination by id (pass the last id of the previous page; 0 for the first),
 	// oldest first. The caller caps @max.
 	MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error)
+	// Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
+	// pending messages, oldest first, in the caller's transaction, and writes
+	// nothing. The batch's outcome is written by MessageFinishLocked in the same
+	// transaction: one row version per message instead of two, and one commit
+	// per batch.
+	MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]PgoutboxMessage, error)
 	// Fenced like MessageAck. A message with attempts left returns to pending at
 	// @retry_at, or @retry_after_micros after now (both NULL: now); one without
 	// goes to dead_letter, keeping its available_at as a record of when it was

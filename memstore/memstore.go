@@ -246,6 +246,19 @@ func (s *Store) Claim(_ context.Context, r outbox.ClaimRequest) ([]outbox.Messag
 	return out, nil
 }
 
+// ClaimAndAck acks then claims, as outbox.PostgresStore.ClaimAndAck.
+func (s *Store) ClaimAndAck(ctx context.Context, r outbox.ClaimRequest, acks []outbox.Receipt) ([]outbox.Message, []bool, error) {
+	if err := r.Validate(); err != nil {
+		return nil, nil, fmt.Errorf("memstore: claim: %w", err)
+	}
+	acked, err := s.AckMany(ctx, acks)
+	if err != nil {
+		return nil, nil, err
+	}
+	claimed, err := s.Claim(ctx, r)
+	return claimed, acked, err
+}
+
 // oldest sorts ids by (available_at, id) and keeps the first n.
 func (st *state) oldest(ids []int64, n int) []int64 {
 	slices.SortFunc(ids, func(a, b int64) int {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
@@ -161,34 +162,51 @@ func draftDiffers(d Draft, m Message, payloadMatches bool) string {
 // A message whose lease expired after its last attempt is dead-lettered
 // ("lease expired after N attempts") instead of returned, and logged.
 func (s *PostgresStore) Claim(ctx context.Context, r ClaimRequest) ([]Message, error) {
+	claimed, _, err := s.ClaimAndAck(ctx, r, nil)
+	return claimed, err
+}
+
+// ClaimAndAck acks acks (as AckMany) and claims (as Claim) in one statement
+// and one commit: a consumer that keeps up acks each batch with the claim of
+// the next. acked[i] reports whether acks[i] was still held and is now
+// delivered. When the claim fails, nothing was acked.
+func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []Receipt) (claimed []Message, acked []bool, err error) {
 	if err := r.validate(); err != nil {
-		return nil, fmt.Errorf("outbox: claim: %w", err)
+		return nil, nil, fmt.Errorf("outbox: claim: %w", err)
+	}
+	ackIDs, ackTokens, index, verr := parseReceipts(acks)
+	if verr != nil {
+		return nil, nil, fmt.Errorf("outbox: claim: %w", verr)
 	}
 	key := cursorKey(s.scope, r.Lane, r.Target)
 	afterAt, afterID, fromCursor := s.cfg.cursors.start(key)
-	claimed, keys, err := s.claim(ctx, r, r.Limit, afterAt, afterID)
+	claimed, keys, held, err := s.claim(ctx, r, r.Limit, afterAt, afterID, ackIDs, ackTokens)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	acked = make([]bool, len(acks))
+	markHeld(acked, index, ackIDs, ackTokens, held)
 	if fromCursor && len(claimed) < r.Limit {
 		// The backlog behind the cursor is drained: scan from the start
 		// once, for messages that became due behind it.
 		at, id := scanFromStart()
-		more, moreKeys, err := s.claim(ctx, r, r.Limit-len(claimed), at, id)
+		more, moreKeys, _, err := s.claim(ctx, r, r.Limit-len(claimed), at, id, nil, nil)
 		if err != nil {
-			return claimed, err
+			return claimed, acked, err
 		}
 		fromCursor = false
 		claimed, keys = append(claimed, more...), append(keys, moreKeys...)
 		sortClaimed(claimed, keys)
 	}
 	s.cfg.cursors.record(key, fromCursor, r.Limit, claimed, keys)
-	return claimed, nil
+	return claimed, acked, nil
 }
 
 // claim runs one claim statement for up to limit messages, due ones taken
-// after (afterAt, afterID).
-func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, afterAt time.Time, afterID int64) ([]Message, []int64, error) {
+// after (afterAt, afterID), acking the given claims on the way.
+func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, afterAt time.Time, afterID int64,
+	ackIDs []int64, ackTokens []pgtype.UUID,
+) ([]Message, []int64, map[heldClaim]bool, error) {
 	rows, err := s.q.MessageClaim(ctx, db.MessageClaimParams{
 		Now:              s.now(),
 		LeaseMicros:      r.Lease.Microseconds(),
@@ -198,24 +216,46 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, af
 		Max:              int32(limit), //nolint:gosec // validate bounds it by MaxClaimLimit
 		AfterAvailableAt: afterAt,
 		AfterID:          afterID,
+		AckIds:           nonNilIDs(ackIDs),
+		AckTokens:        nonNilTokens(ackTokens),
 		ConsumerID:       r.ConsumerID,
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("outbox: claim: %w", err)
+		return nil, nil, nil, fmt.Errorf("outbox: claim: %w", err)
 	}
 	claimed := make([]Message, 0, len(rows))
 	keys := make([]int64, 0, len(rows))
+	held := map[heldClaim]bool{}
 	for _, row := range rows {
-		m := toMessage(db.PgoutboxMessage(row))
-		if m.Status == StatusClaimed {
-			claimed = append(claimed, m)
+		switch Status(row.Status) {
+		case StatusClaimed:
+			claimed = append(claimed, toMessage(db.PgoutboxMessage(row)))
 			keys = append(keys, row.ID)
-			continue
+		case StatusDelivered:
+			// Acked on the way; its old token is the one it was acked with.
+			pos := slices.Index(ackIDs, row.ID)
+			held[heldClaim{row.ID, ackTokens[pos].Bytes}] = true
+		default:
+			s.cfg.logger.WarnContext(ctx, "outbox: dead-lettered a message whose lease expired after its last attempt",
+				"id", toID(row.ID), "scope", s.scope, "lane", row.Lane, "target", row.Target, "attempts", row.AttemptCount)
 		}
-		s.cfg.logger.WarnContext(ctx, "outbox: dead-lettered a message whose lease expired after its last attempt",
-			"id", m.ID, "scope", s.scope, "lane", m.Lane, "target", m.Target, "attempts", m.AttemptCount)
 	}
-	return claimed, keys, nil
+	return claimed, keys, held, nil
+}
+
+// Postgres reads a nil Go slice as a NULL array, and id = ANY(NULL) as NULL.
+func nonNilIDs(ids []int64) []int64 {
+	if ids == nil {
+		return []int64{}
+	}
+	return ids
+}
+
+func nonNilTokens(t []pgtype.UUID) []pgtype.UUID {
+	if t == nil {
+		return []pgtype.UUID{}
+	}
+	return t
 }
 
 // Ack marks a claimed message delivered and clears its claim. It returns

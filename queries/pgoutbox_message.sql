@@ -160,9 +160,16 @@ WHERE id = @id::bigint
 -- unchanged and are released when the statement's transaction ends. In the
 -- steady state the expired branch is empty and costs one index probe.
 --
+-- The same statement acks the claimer's previous successes (@ack_ids with
+-- @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
+-- that keeps up pays one statement and one commit per batch instead of two.
+-- The ack rows are locked in id order (an index scan of id = ANY); the claim
+-- branches never wait (SKIP LOCKED), so the statement cannot deadlock.
+--
 -- The clock is read once, in a CTE, so every row of one claim carries the same
--- timestamps. The result holds the claimed rows (status 'claimed') and then
--- the rows dead-lettered on the way (status 'dead_letter'), each in claim order.
+-- timestamps. The result holds the claimed rows (status 'claimed'), then the
+-- rows dead-lettered on the way (status 'dead_letter'), then the acked rows
+-- (status 'delivered').
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now,
            coalesce(sqlc.narg('now')::timestamptz, now())
@@ -225,6 +232,21 @@ dead_lettered AS (
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at
 ),
+acked AS (
+    UPDATE pgoutbox_message m
+    SET status = 'delivered',
+        claimed_by = NULL,
+        claim_token = NULL,
+        lease_expires_at = NULL,
+        updated_at = k.now
+    FROM clock k
+    WHERE m.id = ANY(@ack_ids::bigint[])
+      AND m.claim_token = (@ack_tokens::uuid[])[array_position(@ack_ids::bigint[], m.id)]
+      AND m.scope = @scope::text
+    RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
+              m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
+              m.last_error, m.created_at, m.updated_at
+),
 claimed AS (
     UPDATE pgoutbox_message m
     SET status = 'claimed',
@@ -248,6 +270,12 @@ SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
        last_error, created_at, updated_at
 FROM dead_lettered
+UNION ALL
+-- The claimer knows its acked messages: spare it their payloads.
+SELECT id, scope, lane, target, 'null'::jsonb, dedupe_key, status, available_at,
+       attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
+       last_error, created_at, updated_at
+FROM acked
 ORDER BY status, available_at, id;
 
 -- name: MessageAck :execrows
@@ -267,51 +295,30 @@ WHERE id = @id::bigint
 
 -- name: MessageAckMany :many
 -- Acks a batch of (id, token) pairs in one statement and returns the pairs
--- that were still held. Rows are locked in id order before the update, so two
--- relays acking overlapping batches (possible only after lost claims) cannot
--- deadlock; a row whose token changed while we waited is skipped.
-WITH held AS (
-    SELECT m.id AS held_id, m.claim_token AS held_token
-    FROM pgoutbox_message m
-    WHERE m.id = ANY(@ids::bigint[])
-      -- Each id with the token at the same position. Only claimed rows have
-      -- a token (pgoutbox_message_claim_check), so this stands for status =
-      -- 'claimed' without letting the planner prefer the lease index (which
-      -- holds every claim since the last VACUUM) over primary-key lookups.
-      AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
-      AND m.scope = @scope::text
-    ORDER BY m.id
-    FOR UPDATE OF m
-)
+-- that were still held. Each id is matched with the token at the same
+-- position. Only claimed rows have a token (pgoutbox_message_claim_check), so
+-- the token test stands for status = 'claimed' without letting the planner
+-- prefer the lease index (which holds every claim since the last VACUUM)
+-- over primary-key lookups. The index scan of id = ANY visits ids in
+-- ascending order, so two relays acking overlapping batches (possible only
+-- after lost claims) lock in the same order and cannot deadlock.
 UPDATE pgoutbox_message m
 SET status = 'delivered',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
     updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
-FROM held h
-WHERE m.id = h.held_id
-RETURNING m.id, h.held_token::uuid AS claim_token;
+WHERE m.id = ANY(@ids::bigint[])
+  AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
+  AND m.scope = @scope::text
+RETURNING m.id, (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]::uuid AS claim_token;
 
 -- name: MessageExtendLeases :many
 -- Heartbeat: moves the lease of each held (id, token) pair to now + @lease
 -- and returns the pairs still held. A holder whose lease already ran out may
--- extend it while nobody has claimed the message since. Locks in id order
+-- extend it while nobody has claimed the message since. Matches and locks
 -- like MessageAckMany.
-WITH held AS (
-    SELECT m.id AS held_id, m.claim_token AS held_token
-    FROM pgoutbox_message m
-    WHERE m.id = ANY(@ids::bigint[])
-      -- Each id with the token at the same position. Only claimed rows have
-      -- a token (pgoutbox_message_claim_check), so this stands for status =
-      -- 'claimed' without letting the planner prefer the lease index (which
-      -- holds every claim since the last VACUUM) over primary-key lookups.
-      AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
-      AND m.scope = @scope::text
-    ORDER BY m.id
-    FOR UPDATE OF m
-),
-clock AS (
+WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now,
            coalesce(sqlc.narg('now')::timestamptz, now())
                + sqlc.arg('lease_micros')::bigint * interval '1 microsecond' AS lease_until
@@ -319,8 +326,10 @@ clock AS (
 UPDATE pgoutbox_message m
 SET lease_expires_at = k.lease_until,
     updated_at = k.now
-FROM held h, clock k
-WHERE m.id = h.held_id
+FROM clock k
+WHERE m.id = ANY(@ids::bigint[])
+  AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
+  AND m.scope = @scope::text
 RETURNING m.id, m.claim_token;
 
 -- name: MessageDeadLetter :execrows
@@ -522,3 +531,55 @@ LEFT JOIN claimed c ON c.lane = k.lane AND c.target = k.target
 LEFT JOIN dead d ON d.lane = k.lane AND d.target = k.target
 LEFT JOIN delivered v ON v.lane = k.lane AND v.target = k.target
 ORDER BY k.lane, k.target;
+
+-- name: MessageLockDue :many
+-- Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
+-- pending messages, oldest first, in the caller's transaction, and writes
+-- nothing. The batch's outcome is written by MessageFinishLocked in the same
+-- transaction: one row version per message instead of two, and one commit
+-- per batch.
+SELECT *
+FROM pgoutbox_message m
+WHERE m.scope = @scope::text
+  AND m.lane = @lane::text
+  AND m.target = @target::text
+  AND m.status = 'pending'
+  AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+  AND (m.available_at, m.id) > (sqlc.arg('after_available_at')::timestamptz, sqlc.arg('after_id')::bigint)
+  -- SKIP LOCKED does not skip rows this transaction already locked: a
+  -- second lock in the same batch names the first one's rows.
+  AND m.id <> ALL(@locked_ids::bigint[])
+ORDER BY m.available_at, m.id
+LIMIT @max::integer
+FOR UPDATE SKIP LOCKED;
+
+-- name: MessageFinishLocked :many
+-- Writes the outcome of a locked batch: successes delivered; failures
+-- pending again after their retry delay, or dead letters when permanent or
+-- out of attempts. Every outcome counts an attempt. Rows are found by
+-- primary key and each id's outcome by its position in the arrays (see
+-- MessageAckMany for why no join); the caller holds their locks.
+UPDATE pgoutbox_message m
+SET status = CASE
+        WHEN (@oks::boolean[])[array_position(@ids::bigint[], m.id)] THEN 'delivered'
+        WHEN (@permanents::boolean[])[array_position(@ids::bigint[], m.id)]
+             OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
+        ELSE 'pending'
+    END,
+    attempt_count = m.attempt_count + 1,
+    available_at = CASE
+        WHEN NOT (@oks::boolean[])[array_position(@ids::bigint[], m.id)]
+             AND NOT (@permanents::boolean[])[array_position(@ids::bigint[], m.id)]
+             AND m.attempt_count + 1 < m.max_attempts
+        THEN coalesce(sqlc.narg('now')::timestamptz, now())
+             + (@retry_after_micros::bigint[])[array_position(@ids::bigint[], m.id)] * interval '1 microsecond'
+        ELSE m.available_at
+    END,
+    last_error = CASE
+        WHEN (@oks::boolean[])[array_position(@ids::bigint[], m.id)] THEN m.last_error
+        ELSE (@reasons::text[])[array_position(@ids::bigint[], m.id)]
+    END,
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+WHERE m.id = ANY(@ids::bigint[])
+  AND m.scope = @scope::text
+RETURNING m.id, m.status;

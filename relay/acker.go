@@ -8,66 +8,118 @@ import (
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
-// acker collects successful deliveries and acks them in batches: one
-// statement per AckBatchSize successes or per AckInterval, whichever comes
-// first.
+// acker holds successful deliveries until they are acked: by the next claim
+// (which acks them in its own statement), or, when the relay is not
+// claiming, by a statement of their own once AckBatchSize of them wait or
+// the oldest has waited AckInterval.
 type acker struct {
-	s      *session
-	in     chan outbox.Receipt
-	mu     sync.RWMutex // add holds it shared, close exclusively
-	closed bool
+	s       *session
+	mu      sync.Mutex
+	pending []outbox.Receipt
+	closed  bool
+	kick    chan struct{} // pending grew (coalesced)
+	stop    chan struct{}
 }
 
 func newAcker(s *session) *acker {
-	return &acker{s: s, in: make(chan outbox.Receipt, 4*s.r.cfg.AckBatchSize)}
+	return &acker{s: s, kick: make(chan struct{}, 1), stop: make(chan struct{})}
 }
 
 // add queues a receipt. After close (a handler that outlived the drain) the
 // receipt is dropped and the message returns after its lease.
 func (a *acker) add(rc outbox.Receipt) {
-	a.mu.RLock()
-	defer a.mu.RUnlock()
+	a.mu.Lock()
 	if a.closed {
+		a.mu.Unlock()
 		a.s.r.metrics.add(a.s.base, a.s.r.metrics.lost, 1)
 		return
 	}
-	a.in <- rc
+	a.pending = append(a.pending, rc)
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
 }
 
-// close stops accepting receipts; run flushes what it has and returns.
+// take removes up to n pending receipts, oldest first.
+func (a *acker) take(n int) []outbox.Receipt {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	n = min(n, len(a.pending))
+	if n == 0 {
+		return nil
+	}
+	out := make([]outbox.Receipt, n)
+	copy(out, a.pending)
+	a.pending = append(a.pending[:0], a.pending[n:]...)
+	return out
+}
+
+// giveBack returns receipts a failed claim could not ack.
+func (a *acker) giveBack(rcs []outbox.Receipt) {
+	if len(rcs) == 0 {
+		return
+	}
+	a.mu.Lock()
+	a.pending = append(rcs, a.pending...)
+	a.mu.Unlock()
+	select {
+	case a.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (a *acker) waiting() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.pending)
+}
+
+// close stops accepting receipts; run flushes what is left and returns.
 func (a *acker) close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.closed {
 		a.closed = true
-		close(a.in)
+		close(a.stop)
 	}
 }
 
 func (a *acker) run() {
 	cfg := a.s.r.cfg
-	batch := make([]outbox.Receipt, 0, cfg.AckBatchSize)
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
 	for {
 		select {
-		case rc, ok := <-a.in:
-			if !ok {
+		case <-a.kick:
+		case <-a.stop:
+			for batch := a.take(cfg.AckBatchSize); len(batch) > 0; batch = a.take(cfg.AckBatchSize) {
 				a.flush(batch)
-				return
 			}
-			batch = append(batch, rc)
-			if len(batch) == 1 {
-				timer.Reset(cfg.AckInterval)
+			return
+		}
+		// Give the claim loop AckInterval to take these with its next claim,
+		// or the batch time to fill.
+		timer := time.NewTimer(cfg.AckInterval)
+	wait:
+		for a.waiting() > 0 && a.waiting() < cfg.AckBatchSize {
+			select {
+			case <-timer.C:
+				break wait
+			case <-a.kick:
+			case <-a.stop:
+				break wait
 			}
-			if len(batch) < cfg.AckBatchSize {
-				continue
-			}
-		case <-timer.C:
 		}
 		timer.Stop()
-		a.flush(batch)
-		batch = batch[:0]
+		if batch := a.take(cfg.AckBatchSize); len(batch) > 0 {
+			a.flush(batch)
+		}
+		if a.waiting() > 0 {
+			select {
+			case a.kick <- struct{}{}:
+			default:
+			}
+		}
 	}
 }
 
@@ -76,9 +128,6 @@ func (a *acker) run() {
 const ackAttempts = 3
 
 func (a *acker) flush(batch []outbox.Receipt) {
-	if len(batch) == 0 {
-		return
-	}
 	r := a.s.r
 	var (
 		held []bool
@@ -100,15 +149,5 @@ func (a *acker) flush(batch []outbox.Receipt) {
 		r.metrics.add(a.s.base, r.metrics.lost, len(batch))
 		return
 	}
-	acked := 0
-	for _, ok := range held {
-		if ok {
-			acked++
-		}
-	}
-	r.metrics.add(a.s.base, r.metrics.acked, acked)
-	if lost := len(batch) - acked; lost > 0 {
-		r.cfg.Logger.Warn("relay: acks found the claims lost; another consumer has these messages", "messages", lost)
-		r.metrics.add(a.s.base, r.metrics.lost, lost)
-	}
+	a.s.countAcks(held)
 }

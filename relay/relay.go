@@ -21,6 +21,7 @@ var _ Store = (*outbox.PostgresStore)(nil)
 // Relay delivers the messages of one lane and target. Create it with New.
 type Relay struct {
 	store   Store
+	locker  BatchLocker // ModeLock only
 	cfg     Config
 	metrics *metrics
 	tracer  trace.Tracer
@@ -41,7 +42,15 @@ func New(store Store, cfg Config) (*Relay, error) {
 	if err != nil {
 		return nil, fmt.Errorf("relay: metrics: %w", err)
 	}
-	return &Relay{store: store, cfg: cfg, metrics: m, tracer: cfg.TracerProvider.Tracer(meterName)}, nil
+	r := &Relay{store: store, cfg: cfg, metrics: m, tracer: cfg.TracerProvider.Tracer(meterName)}
+	if cfg.Mode == ModeLock {
+		locker, ok := store.(BatchLocker)
+		if !ok {
+			return nil, invalid("mode", "ModeLock needs a store with LockBatch, and %T has none", store)
+		}
+		r.locker = locker
+	}
+	return r, nil
 }
 
 // ConsumerID returns the id the relay claims under.
@@ -103,7 +112,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	r.cfg.Logger.InfoContext(ctx, "relay: started", "lane", r.cfg.Lane, "target", r.cfg.Target,
 		"consumer", r.cfg.ConsumerID, "concurrency", r.cfg.Concurrency, "wakeups", r.cfg.Wakeups != nil)
 
-	s.claimLoop(ctx, wake)
+	if r.cfg.Mode == ModeLock {
+		s.lockLoop(ctx, wake)
+	} else {
+		s.claimLoop(ctx, wake)
+	}
 
 	// Drain.
 	handlersDone := make(chan struct{})
@@ -185,10 +198,16 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		// and leave messages claimed by nobody until their lease ends. So the
 		// claim runs to completion; the drain handles what it returns.
 		claimCtx, cancel := context.WithTimeout(s.base, writeTimeout)
-		msgs, err := s.r.store.Claim(claimCtx, outbox.ClaimRequest{
+		acks := s.acks.take(outbox.MaxBatch)
+		msgs, acked, err := s.r.store.ClaimAndAck(claimCtx, outbox.ClaimRequest{
 			Lane: cfg.Lane, Target: cfg.Target, Limit: n, Lease: cfg.Lease, ConsumerID: cfg.ConsumerID,
-		})
+		}, acks)
 		cancel()
+		if err != nil {
+			s.acks.giveBack(acks)
+		} else {
+			s.countAcks(acked)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -330,6 +349,23 @@ func (s *session) nack(m outbox.Message, cause error) {
 		r.cfg.Logger.Warn("relay: delivery failed on the last attempt; dead-lettered", "id", m.ID, "attempts", m.AttemptCount, "error", cause)
 	default:
 		r.metrics.add(ctx, r.metrics.lost, 1)
+	}
+}
+
+// countAcks records the outcome of acks: true acked, false found the claim
+// lost (another consumer has the message).
+func (s *session) countAcks(held []bool) {
+	r := s.r
+	acked := 0
+	for _, ok := range held {
+		if ok {
+			acked++
+		}
+	}
+	r.metrics.add(s.base, r.metrics.acked, acked)
+	if lost := len(held) - acked; lost > 0 {
+		r.cfg.Logger.Warn("relay: acks found the claims lost; another consumer has these messages", "messages", lost)
+		r.metrics.add(s.base, r.metrics.lost, lost)
 	}
 }
 

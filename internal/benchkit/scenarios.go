@@ -137,6 +137,12 @@ func BurnDown(ctx context.Context, pool *pgxpool.Pool, total, relays, concurrenc
 	if err := Fill(ctx, store, total); err != nil {
 		return Result{}, err
 	}
+	return Drain(ctx, store, total, relays, concurrency, progress)
+}
+
+// Drain drains total messages already in store with relays relays of the
+// given concurrency and a no-op handler.
+func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, concurrency int, progress io.Writer) (Result, error) {
 	var handled atomic.Int64
 	all := make(chan struct{})
 	handler := func(context.Context, outbox.Message) error {
