@@ -115,7 +115,7 @@ func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, afterA
 	msgs := make([]Message, len(rows))
 	keys := make([]int64, len(rows))
 	for i, row := range rows {
-		msgs[i], keys[i] = toMessage(db.PgoutboxMessage(row)), row.ID
+		msgs[i], keys[i] = toMessage(row), row.ID
 	}
 	return msgs, keys, nil
 }
