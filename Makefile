@@ -10,7 +10,7 @@ TOOL := $(GO) tool -modfile=tools/go.mod
 # terminates its own containers.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: all generate verify lint test demo postgres-image fuzz
+.PHONY: all generate verify lint test demo postgres-image fuzz bench bench-smoke
 
 all: verify lint test
 
@@ -24,6 +24,7 @@ verify:
 	scripts/verify-generated.sh
 	$(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
+	cd bench && $(GO) mod tidy -diff
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 
@@ -31,6 +32,7 @@ verify:
 lint:
 	$(GO) vet ./...
 	$(TOOL) golangci-lint run ./...
+	cd bench && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod golangci-lint run ./...
 
 ## test: unit and integration tests on real PostgreSQL (a Testcontainers
 ## container, or the server $OUTBOX_TEST_DATABASE_URL names)
@@ -58,3 +60,18 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzDraftValidate$$' -fuzztime=$(FUZZTIME) ./outbox
 	$(GO) test -run='^$$' -fuzz='^FuzzValidateScope$$' -fuzztime=$(FUZZTIME) ./outbox
+
+## bench: the full comparison with River and the raw-SQL floor (about 20
+## minutes); writes BENCHMARKS.md and benchmarks.png
+bench:
+	@if [ -z "$${DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	cd bench && $(GO) run . -out ../BENCHMARKS.md -chart ../benchmarks.png
+
+## bench-smoke: every benchmark scenario for a few seconds (CI)
+bench-smoke:
+	@if [ -z "$${DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	cd bench && $(GO) run . -smoke -out "" -chart ""

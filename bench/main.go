@@ -149,7 +149,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	md := r.markdown()
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
-		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil {
+		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil { //nolint:gosec // a report for the repository, world-readable like its other files
 			return err
 		}
 	}

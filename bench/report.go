@@ -199,22 +199,38 @@ func (r *report) targets() []goal {
 	var out []goal
 	river := r.find("burn-down", "River", "River")
 	best := 0.0
+	bestLock := 0.0
 	for _, s := range r.series {
 		if s.scenario == "burn-down" && s.system == "pgoutbox" {
 			best = max(best, s.medianRate())
 		}
+		if s.scenario == "burn-down" && s.system == "pgoutbox lock mode" {
+			bestLock = max(bestLock, s.medianRate())
+		}
 	}
 	if river != nil {
 		x := best / river.medianRate()
-		out = append(out, goal{"burn-down >= 2x River", fmt.Sprintf("%.2fx (%s vs %s msg/s)", x, num(best), num(river.medianRate())), x >= 2})
+		out = append(out, goal{"burn-down >= 2x River (claim mode, every guarantee)", fmt.Sprintf("%.2fx (%s vs %s msg/s)", x, num(best), num(river.medianRate())), x >= 2})
+		if bestLock > 0 {
+			y := bestLock / river.medianRate()
+			out = append(out, goal{"burn-down >= 2x River (opt-in lock mode)", fmt.Sprintf("%.2fx (%s vs %s msg/s)", y, num(bestLock), num(river.medianRate())), y >= 2})
+		}
 	}
 	if x, ok := r.ratio("continuous", "4 producers x 100 per transaction", "pgoutbox", "4 producers x 100 per transaction", "River"); ok {
-		out = append(out, goal{"continuous >= 2x River", fmt.Sprintf("%.2fx", x), x >= 2})
+		out = append(out, goal{"continuous >= 2x River (claim mode)", fmt.Sprintf("%.2fx", x), x >= 2})
+	}
+	if x, ok := r.ratio("continuous", "4 producers x 100 per transaction", "pgoutbox lock mode", "4 producers x 100 per transaction", "River"); ok {
+		out = append(out, goal{"continuous >= 2x River (lock mode)", fmt.Sprintf("%.2fx", x), x >= 2})
 	}
 	worst := 10.0
 	for _, s := range r.series {
 		if s.scenario == "burn-down" && s.system == "pgoutbox" {
 			if x, ok := r.ratio("burn-down", s.variant, "pgoutbox", s.variant, "raw-SQL floor"); ok {
+				worst = min(worst, x)
+			}
+		}
+		if s.scenario == "burn-down" && s.system == "pgoutbox lock mode" {
+			if x, ok := r.ratio("burn-down", s.variant, "pgoutbox lock mode", s.variant, "raw-SQL floor, lock mode"); ok {
 				worst = min(worst, x)
 			}
 		}
@@ -267,18 +283,22 @@ func (r *report) ratios(sc string) []string {
 			if x, ok := r.ratio(sc, s.variant, "bare 100-row INSERT", s.variant, s.system); ok {
 				out = append(out, fmt.Sprintf("%s: EnqueueMany takes %.2fx the time of a bare 100-row INSERT per message", s.variant, x))
 			}
-		case sc == "burn-down" && s.system == "pgoutbox":
-			line := s.variant + ":"
-			if x, ok := r.ratio(sc, s.variant, s.system, s.variant, "raw-SQL floor"); ok {
-				line += fmt.Sprintf(" %.2fx the floor", x)
+		case sc == "burn-down" && strings.HasPrefix(s.system, "pgoutbox"):
+			floor := "raw-SQL floor"
+			if s.system == "pgoutbox lock mode" {
+				floor = "raw-SQL floor, lock mode"
+			}
+			line := s.variant + ", " + s.system + ":"
+			if x, ok := r.ratio(sc, s.variant, s.system, s.variant, floor); ok {
+				line += fmt.Sprintf(" %.2fx its floor", x)
 			}
 			if x, ok := r.ratio(sc, s.variant, s.system, "River", "River"); ok {
 				line += fmt.Sprintf(", %.2fx River", x)
 			}
 			out = append(out, line)
-		case sc == "continuous" && s.system == "pgoutbox":
+		case sc == "continuous" && strings.HasPrefix(s.system, "pgoutbox"):
 			if x, ok := r.ratio(sc, s.variant, s.system, s.variant, "River"); ok {
-				out = append(out, fmt.Sprintf("pgoutbox drains %.2fx River's rate", x))
+				out = append(out, fmt.Sprintf("%s drains %.2fx River's rate", s.system, x))
 			}
 		case sc == "growth" && s.variant != "0 delivered rows":
 			if e := r.find(sc, "0 delivered rows", "pgoutbox"); e != nil && e.p50() > 0 {
@@ -326,7 +346,8 @@ func (r *report) writeChart(path string) error {
 		c     color.RGBA
 	}
 	colors := map[string]color.RGBA{
-		"pgoutbox": {0x2b, 0x6c, 0xb0, 0xff}, "River": {0xd9, 0x6c, 0x2b, 0xff}, "raw-SQL floor": {0x7f, 0x7f, 0x7f, 0xff},
+		"pgoutbox": {0x2b, 0x6c, 0xb0, 0xff}, "pgoutbox lock mode": {0x5f, 0xa8, 0xe8, 0xff},
+		"River": {0xd9, 0x6c, 0x2b, 0xff}, "raw-SQL floor": {0x7f, 0x7f, 0x7f, 0xff},
 	}
 	var bars []bar
 	for _, s := range r.series {
@@ -338,6 +359,9 @@ func (r *report) writeChart(path string) error {
 			c = colors["raw-SQL floor"]
 			if strings.HasPrefix(s.system, "pgoutbox") {
 				c = colors["pgoutbox"]
+			}
+			if strings.Contains(s.system, "floor") {
+				c = colors["raw-SQL floor"]
 			}
 		}
 		label := fmt.Sprintf("%s / %s / %s", strings.TrimPrefix(s.scenario, "enqueue: "), s.variant, s.system)
@@ -371,10 +395,13 @@ func (r *report) writeChart(path string) error {
 		}
 		text(left+w+6, y+12, num(b.value))
 	}
-	f, err := os.Create(path)
+	f, err := os.Create(path) //nolint:gosec // the path is the operator's -chart flag
 	if err != nil {
 		return err
 	}
-	defer f.Close()
-	return png.Encode(f, img)
+	if err := png.Encode(f, img); err != nil {
+		_ = f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -171,7 +171,7 @@ func (b *bencher) burnDown() error {
 			if err := b.reset(); err != nil {
 				return err
 			}
-			res, err := benchkit.BurnDown(b.ctx, b.pool, b.o.messages, relays, b.o.concurrency, discard{})
+			res, err := benchkit.BurnDown(b.ctx, b.pool, b.o.messages, relays, b.o.concurrency, relay.ModeClaim, discard{})
 			if err != nil {
 				return err
 			}
@@ -185,7 +185,24 @@ func (b *bencher) burnDown() error {
 				return err
 			}
 			b.r.add("burn-down", variant, "raw-SQL floor", sample{rate: rate})
-			fmt.Fprintf(b.log, "  burn-down run %d, %d relays: pgoutbox %.0f/s, floor %.0f/s\n", run+1, relays, res.PerSec, rate)
+			if err := b.reset(); err != nil {
+				return err
+			}
+			lockRes, err := benchkit.BurnDown(b.ctx, b.pool, b.o.messages, relays, b.o.concurrency, relay.ModeLock, discard{})
+			if err != nil {
+				return err
+			}
+			b.r.add("burn-down", variant, "pgoutbox lock mode", sample{rate: lockRes.PerSec})
+			if err := b.reset(); err != nil {
+				return err
+			}
+			lockFloor, err := b.floorLockBurnDown(relays)
+			if err != nil {
+				return err
+			}
+			b.r.add("burn-down", variant, "raw-SQL floor, lock mode", sample{rate: lockFloor})
+			fmt.Fprintf(b.log, "  burn-down run %d, %d relays: pgoutbox %.0f/s (floor %.0f/s), lock mode %.0f/s (floor %.0f/s)\n",
+				run+1, relays, res.PerSec, rate, lockRes.PerSec, lockFloor)
 		}
 		if err := b.reset(); err != nil {
 			return err
@@ -261,6 +278,78 @@ func (b *bencher) floorBurnDown(workers int) (float64, error) {
 	return float64(done.Load()) / elapsed.Seconds(), nil
 }
 
+// floorLockBurnDown drains the backlog with lock mode's statements (lock a
+// batch, write its outcomes, commit) straight through pgx.
+func (b *bencher) floorLockBurnDown(workers int) (float64, error) {
+	store, err := outbox.NewPostgresStore(b.pool, outbox.WithNotify(false)).Scoped("floor")
+	if err != nil {
+		return 0, err
+	}
+	if err := benchkit.Fill(b.ctx, store, b.o.messages); err != nil {
+		return 0, err
+	}
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	start := time.Now()
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n, err := b.floorLockBatch()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if n == 0 {
+					return
+				}
+				done.Add(int64(n))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	select {
+	case err := <-errs:
+		return 0, err
+	default:
+	}
+	if done.Load() != int64(b.o.messages) {
+		return 0, fmt.Errorf("lock floor delivered %d of %d", done.Load(), b.o.messages)
+	}
+	return float64(done.Load()) / elapsed.Seconds(), nil
+}
+
+func (b *bencher) floorLockBatch() (int, error) {
+	tx, err := b.pool.Begin(b.ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer func() { _ = tx.Rollback(b.ctx) }()
+	q := db.New(tx)
+	rows, err := q.MessageLockDue(b.ctx, db.MessageLockDueParams{
+		Scope: "floor", Lane: lane, Target: target, AfterAvailableAt: time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC),
+		LockedIds: []int64{}, Max: int32(b.o.concurrency), //nolint:gosec // small
+	})
+	if err != nil || len(rows) == 0 {
+		return 0, err
+	}
+	p := db.MessageFinishLockedParams{Scope: "floor"}
+	for _, r := range rows {
+		p.Ids = append(p.Ids, r.ID)
+		p.Oks = append(p.Oks, true)
+		p.Permanents = append(p.Permanents, false)
+		p.RetryAfterMicros = append(p.RetryAfterMicros, 0)
+		p.Reasons = append(p.Reasons, "")
+	}
+	if _, err := q.MessageFinishLocked(b.ctx, p); err != nil {
+		return 0, err
+	}
+	return len(rows), tx.Commit(b.ctx)
+}
+
 func nonNil(x []int64) []int64 {
 	if x == nil {
 		return []int64{}
@@ -330,11 +419,19 @@ func (b *bencher) continuous() error {
 		if err := b.reset(); err != nil {
 			return err
 		}
-		rate, p50, p99, err := b.continuousPgoutbox()
+		rate, p50, p99, err := b.continuousPgoutbox(relay.ModeClaim)
 		if err != nil {
 			return err
 		}
 		b.r.add("continuous", "4 producers x 100 per transaction", "pgoutbox", sample{rate: rate, p50: p50, p99: p99})
+		if err := b.reset(); err != nil {
+			return err
+		}
+		lrate, lp50, lp99, err := b.continuousPgoutbox(relay.ModeLock)
+		if err != nil {
+			return err
+		}
+		b.r.add("continuous", "4 producers x 100 per transaction", "pgoutbox lock mode", sample{rate: lrate, p50: lp50, p99: lp99})
 		if err := b.reset(); err != nil {
 			return err
 		}
@@ -343,12 +440,13 @@ func (b *bencher) continuous() error {
 			return err
 		}
 		b.r.add("continuous", "4 producers x 100 per transaction", "River", sample{rate: rrate, p50: rp50, p99: rp99})
-		fmt.Fprintf(b.log, "  continuous run %d: pgoutbox %.0f/s p99 %s, River %.0f/s p99 %s\n", run+1, rate, p99, rrate, rp99)
+		fmt.Fprintf(b.log, "  continuous run %d: pgoutbox %.0f/s p99 %s, lock mode %.0f/s p99 %s, River %.0f/s p99 %s\n",
+			run+1, rate, p99, lrate, lp99, rrate, rp99)
 	}
 	return nil
 }
 
-func (b *bencher) continuousPgoutbox() (float64, time.Duration, time.Duration, error) {
+func (b *bencher) continuousPgoutbox(mode relay.Mode) (float64, time.Duration, time.Duration, error) {
 	store := outbox.NewPostgresStore(b.pool)
 	lat := newLatencies()
 	var handled atomic.Int64
@@ -361,7 +459,7 @@ func (b *bencher) continuousPgoutbox() (float64, time.Duration, time.Duration, e
 	<-notifier.Listening()
 	for i := range 2 {
 		r, err := relay.New(store, relay.Config{
-			Lane: lane, Target: target, Concurrency: b.o.concurrency, Wakeups: notifier, ConsumerID: fmt.Sprint("c", i),
+			Lane: lane, Target: target, Concurrency: b.o.concurrency, Wakeups: notifier, ConsumerID: fmt.Sprint("c", i), Mode: mode,
 			Handler: func(_ context.Context, m outbox.Message) error {
 				id, _ := strconv.ParseInt(m.ID, 10, 64)
 				lat.handled(id)
@@ -526,7 +624,7 @@ func (b *bencher) memory() error {
 	var before, after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&before)
-	res, err := benchkit.Drain(b.ctx, store, b.o.messages, 1, b.o.concurrency, discard{})
+	res, err := benchkit.Drain(b.ctx, store, b.o.messages, 1, b.o.concurrency, relay.ModeClaim, discard{})
 	if err != nil {
 		return err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/pgoutbox/pgoutbox/internal/benchkit"
 	"github.com/pgoutbox/pgoutbox/internal/pgserver"
 	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/relay"
 )
 
 func runBench(ctx context.Context, args []string, std stdio) error {
@@ -35,6 +36,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	wakeups := fs.Int("wakeups", 200, "messages for wakeup")
 	poll := fs.Duration("poll", time.Second, "poll interval of the polling wakeup variant")
 	asJSON := fs.Bool("json", false, "print results as JSON")
+	lockMode := fs.Bool("lock-mode", false, "burndown relays in relay.ModeLock (row locks, one write per message)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -110,7 +112,11 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		}
 	}
 	if run["burndown"] {
-		r, err := benchkit.BurnDown(ctx, pool, *messages, *relays, *concurrency, stderr)
+		mode := relay.ModeClaim
+		if *lockMode {
+			mode = relay.ModeLock
+		}
+		r, err := benchkit.BurnDown(ctx, pool, *messages, *relays, *concurrency, mode, stderr)
 		if err != nil {
 			return err
 		}

@@ -128,7 +128,7 @@ func Fill(ctx context.Context, store *outbox.PostgresStore, total int) error {
 // BurnDown enqueues total messages, then drains them with relays relays of
 // the given concurrency and a no-op handler, and reports messages per second
 // from the relays' start until every message is acked.
-func BurnDown(ctx context.Context, pool *pgxpool.Pool, total, relays, concurrency int, progress io.Writer) (Result, error) {
+func BurnDown(ctx context.Context, pool *pgxpool.Pool, total, relays, concurrency int, mode relay.Mode, progress io.Writer) (Result, error) {
 	store, err := scoped(pool, "bench-burndown", outbox.WithNotify(false))
 	if err != nil {
 		return Result{}, err
@@ -137,12 +137,12 @@ func BurnDown(ctx context.Context, pool *pgxpool.Pool, total, relays, concurrenc
 	if err := Fill(ctx, store, total); err != nil {
 		return Result{}, err
 	}
-	return Drain(ctx, store, total, relays, concurrency, progress)
+	return Drain(ctx, store, total, relays, concurrency, mode, progress)
 }
 
 // Drain drains total messages already in store with relays relays of the
-// given concurrency and a no-op handler.
-func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, concurrency int, progress io.Writer) (Result, error) {
+// given concurrency and mode and a no-op handler.
+func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, concurrency int, mode relay.Mode, progress io.Writer) (Result, error) {
 	var handled atomic.Int64
 	all := make(chan struct{})
 	handler := func(context.Context, outbox.Message) error {
@@ -159,7 +159,7 @@ func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, conc
 	start := time.Now()
 	for i := range relays {
 		r, err := relay.New(store, relay.Config{
-			Lane: lane, Target: target, Handler: handler, Concurrency: concurrency,
+			Lane: lane, Target: target, Handler: handler, Concurrency: concurrency, Mode: mode,
 			ConsumerID: fmt.Sprintf("bench-%d", i), PollInterval: 50 * time.Millisecond,
 		})
 		if err != nil {
@@ -185,8 +185,12 @@ func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, conc
 	if len(left) > 0 {
 		return Result{}, fmt.Errorf("burn-down: messages left claimed after the drain")
 	}
+	variant := fmt.Sprintf("%d relays x concurrency %d", relays, concurrency)
+	if mode == relay.ModeLock {
+		variant += ", lock mode"
+	}
 	return Result{
-		Scenario: "burn-down", Variant: fmt.Sprintf("%d relays x concurrency %d", relays, concurrency),
+		Scenario: "burn-down", Variant: variant,
 		Messages: int64(total), Elapsed: elapsed, PerSec: rate(int64(total), elapsed),
 	}, nil
 }
