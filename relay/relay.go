@@ -183,9 +183,14 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 	// outbox.DefaultNotifyInterval, so messages committed just after the
 	// notified one arrive without a notification of their own.
 	followUps := 0
+	// While a backlog lasts (the last claim came back full), wait for a
+	// quarter of the batch to be free before claiming again: claiming each
+	// freed slot on its own costs a statement per message.
+	backlog := false
 	for ctx.Err() == nil {
-		free := cfg.Concurrency - s.inflightCount()
-		if free <= 0 {
+		inflight := s.inflightCount()
+		free := cfg.Concurrency - inflight
+		if free <= 0 || (backlog && inflight > 0 && free < max(1, min(cfg.BatchSize, cfg.Concurrency)/4)) {
 			select {
 			case <-ctx.Done():
 				return
@@ -225,7 +230,8 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		for _, m := range msgs {
 			s.start(m)
 		}
-		if len(msgs) == n {
+		backlog = len(msgs) == n
+		if backlog {
 			continue // there may be more
 		}
 		// Caught up: wait for a wake-up, a retry falling due, the next poll,
