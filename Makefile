@@ -10,7 +10,7 @@ TOOL := $(GO) tool -modfile=tools/go.mod
 # terminates its own containers.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: all generate verify lint test demo postgres-image fuzz bench bench-smoke
+.PHONY: all generate verify lint test demo postgres-image fuzz bench bench-smoke soak test-pgbouncer
 
 all: verify lint test
 
@@ -55,11 +55,35 @@ demo:
 postgres-image:
 	@scripts/postgres-image.sh
 
-## fuzz: fuzz draft and scope validation (FUZZTIME each, default 1m)
+## fuzz: fuzz draft validation, scope ids and payload round trips through
+## Postgres, FUZZTIME each (default 1m), the three at once
 FUZZTIME ?= 1m
 fuzz:
-	$(GO) test -run='^$$' -fuzz='^FuzzDraftValidate$$' -fuzztime=$(FUZZTIME) ./outbox
-	$(GO) test -run='^$$' -fuzz='^FuzzValidateScope$$' -fuzztime=$(FUZZTIME) ./outbox
+	@if [ -z "$${OUTBOX_TEST_DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	$(GO) test -run='^$$' -fuzz='^FuzzDraftValidate$$' -fuzztime=$(FUZZTIME) -parallel=1 ./outbox & a=$$!; \
+	$(GO) test -run='^$$' -fuzz='^FuzzValidateScope$$' -fuzztime=$(FUZZTIME) -parallel=1 ./outbox & b=$$!; \
+	$(GO) test -run='^$$' -fuzz='^FuzzPayloadRoundTrip$$' -fuzztime=$(FUZZTIME) -parallel=1 ./integration & c=$$!; \
+	wait $$a && wait $$b && wait $$c
+
+## soak: 10 minutes of producers and relays with random faults, then more
+## model-test cases (not in CI)
+SOAK ?= 10m
+soak:
+	@if [ -z "$${OUTBOX_TEST_DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	OUTBOX_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -v -run '^TestSoak$$' ./integration | grep -E 'SOAK|soak:|^(---|ok|FAIL)'; \
+	$(GO) test -count=1 -timeout 0 -run '^TestModelPostgresAgreesWithMemstore$$' -rapid.checks=5000 -v ./integration | grep -E 'model cases|^(---|ok|FAIL)'
+
+## test-pgbouncer: the store and relays through PgBouncer in transaction
+## pooling mode (installs Debian's pgbouncer; not in CI)
+test-pgbouncer:
+	@if [ -z "$${OUTBOX_TEST_DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	OUTBOX_PGBOUNCER="$$(scripts/pgbouncer.sh)" $(GO) test -count=1 -v -run '^TestPgBouncerTransactionPooling$$' ./integration
 
 ## bench: the full comparison with River and the raw-SQL floor (about 20
 ## minutes); writes BENCHMARKS.md and benchmarks.png

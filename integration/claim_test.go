@@ -353,7 +353,8 @@ func TestConcurrentReclaimOfExpiredLeasesOneOwner(t *testing.T) {
 // once the backlog is drained, and at least once a second while it lasts.
 func TestClaimCursorFindsMessagesBehindIt(t *testing.T) {
 	f := newFixture(t)
-	for i := range 40 {
+	const batch = 40 // cursors serve claims of 32 or more
+	for i := range 4 * batch {
 		f.enqueue(f.store, draft(itoa(i)))
 	}
 	late := draft(`"late"`)
@@ -366,31 +367,31 @@ func TestClaimCursorFindsMessagesBehindIt(t *testing.T) {
 		}
 		return got
 	}
-	claimAll(10) // full batch: the next claim starts after it
+	claimAll(batch) // full batch: the next claim starts after it
 	straggler := f.enqueue(f.store, late)
-	if got := claimAll(10); len(got) != 10 || got[0].ID == straggler.ID {
+	if got := claimAll(batch); len(got) != batch || got[0].ID == straggler.ID {
 		t.Fatalf("cursor claim: %d messages, first %s", len(got), got[0].ID)
 	}
 	// A second later the next claim scans from the start: the straggler,
 	// the oldest, comes first.
 	time.Sleep(1100 * time.Millisecond)
-	if got := claimAll(10); len(got) != 10 || got[0].ID != straggler.ID {
-		t.Fatalf("rescan did not find the message behind the cursor first: %+v", got)
+	if got := claimAll(batch); len(got) != batch || got[0].ID != straggler.ID {
+		t.Fatalf("rescan did not find the message behind the cursor first: %+v", got[0])
 	}
 	another := f.enqueue(f.store, late)
-	claimAll(10)
+	claimAll(batch)
 	// The backlog runs out: the short cursor claim is topped up from the
 	// start, which finds the other late message.
-	rest := claimAll(10)
+	rest := claimAll(batch)
 	found := false
 	for _, m := range rest {
 		found = found || m.ID == another.ID
 	}
 	if !found {
-		t.Fatalf("the drained backlog's last claim missed the message behind the cursor: %+v", rest)
+		t.Fatalf("the drained backlog's last claim missed the message behind the cursor")
 	}
-	if len(seen) != 42 {
-		t.Fatalf("claimed %d distinct messages, want 42", len(seen))
+	if len(seen) != 4*batch+2 {
+		t.Fatalf("claimed %d distinct messages, want %d", len(seen), 4*batch+2)
 	}
 	for id, n := range seen {
 		if n != 1 {

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"strconv"
 	"sync"
 	"testing"
@@ -137,3 +138,5 @@ func pgtestPool(t *testing.T, f *fixture) *pgxpool.Pool {
 	t.Helper()
 	return pgtest.Pool(t, f.db.URL)
 }
+
+func errorsIs(err, target error) bool { return errors.Is(err, target) }

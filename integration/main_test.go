@@ -4,11 +4,16 @@
 package integration
 
 import (
+	"os"
 	"testing"
 
 	"github.com/pgoutbox/pgoutbox/internal/pgtest"
 )
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(childRelayEnv); url != "" {
+		runChildRelay(url) // TestFaultRelayProcessKilled's subprocess
+		return
+	}
 	pgtest.Main(m)
 }

@@ -18,7 +18,8 @@ import (
 // transaction that committed late with an early timestamp, rows another
 // claimer locked and let go) are found by a full scan, which runs whenever a
 // cursor claim comes back short (the backlog is drained) and at least every
-// cursorRescan while one lasts.
+// cursorRescan while one lasts. Claims of fewer than cursorMinLimit
+// messages neither use nor set a cursor.
 type claimCursors struct {
 	mu sync.Mutex
 	m  map[string]claimCursor
@@ -32,6 +33,10 @@ type claimCursor struct {
 }
 
 const (
+	// cursorMinLimit: claims smaller than this always scan from the start.
+	// Small batches gain little from a cursor, and this keeps their order
+	// exactly oldest first (which the model test checks against memstore).
+	cursorMinLimit = 32
 	cursorRescan   = time.Second
 	maxCursorKeys  = 4096
 	cursorKeySep   = "\x1f"
@@ -48,13 +53,13 @@ func cursorKey(scope, lane, target string) string {
 	return scope + cursorKeySep + lane + cursorKeySep + target
 }
 
-// start returns where the next claim should start, and whether that is a
-// cursor (false: a full scan).
-func (c *claimCursors) start(key string) (time.Time, int64, bool) {
+// start returns where the next claim of limit messages should start, and
+// whether that is a cursor (false: a full scan).
+func (c *claimCursors) start(key string, limit int) (time.Time, int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cur, ok := c.m[key]
-	if !ok || time.Since(cur.scanned) >= cursorRescan {
+	if !ok || limit < cursorMinLimit || time.Since(cur.scanned) >= cursorRescan {
 		at, id := scanFromStart()
 		return at, id, false
 	}
@@ -66,7 +71,7 @@ func (c *claimCursors) start(key string) (time.Time, int64, bool) {
 func (c *claimCursors) record(key string, fromCursor bool, limit int, claimed []Message, keys []int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(claimed) < limit {
+	if len(claimed) < limit || limit < cursorMinLimit {
 		delete(c.m, key) // caught up: the next claim scans from the start
 		return
 	}

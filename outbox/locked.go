@@ -72,7 +72,7 @@ func (s *PostgresStore) LockBatch(ctx context.Context, r LockRequest) (*LockedBa
 		return nil, fmt.Errorf("outbox: lock batch: needs a connection that can begin a transaction, and %T cannot", s.conn)
 	}
 	key := cursorKey(s.scope, r.Lane, r.Target)
-	afterAt, afterID, fromCursor := s.cfg.cursors.start(key)
+	afterAt, afterID, fromCursor := s.cfg.cursors.start(key, r.Limit)
 	tx, err := begin.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lock batch: %w", err)

@@ -179,7 +179,7 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 		return nil, nil, fmt.Errorf("outbox: claim: %w", verr)
 	}
 	key := cursorKey(s.scope, r.Lane, r.Target)
-	afterAt, afterID, fromCursor := s.cfg.cursors.start(key)
+	afterAt, afterID, fromCursor := s.cfg.cursors.start(key, r.Limit)
 	claimed, keys, held, err := s.claim(ctx, r, r.Limit, afterAt, afterID, ackIDs, ackTokens)
 	if err != nil {
 		return nil, nil, err

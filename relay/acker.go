@@ -134,7 +134,7 @@ func (a *acker) flush(batch []outbox.Receipt) {
 		err  error
 	)
 	for attempt := 1; attempt <= ackAttempts; attempt++ {
-		ctx, cancel := context.WithTimeout(a.s.base, writeTimeout)
+		ctx, cancel := context.WithTimeout(a.s.base, a.s.r.cfg.StatementTimeout)
 		held, err = r.store.AckMany(ctx, batch)
 		cancel()
 		if err == nil {

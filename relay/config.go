@@ -107,6 +107,10 @@ type Config struct {
 	// DrainTimeout is how long Run waits for in-flight handlers once its
 	// context ends. Default 30s.
 	DrainTimeout time.Duration
+	// StatementTimeout bounds each claim, ack, nack and heartbeat, so that
+	// a relay on a dead or half-open connection gives up on it and
+	// reconnects instead of waiting forever. Default 30s.
+	StatementTimeout time.Duration
 	// AckBatchSize and AckInterval bound how many successes wait, and for
 	// how long, before one statement acks them all. Defaults 100 and 10ms.
 	AckBatchSize int
@@ -156,6 +160,9 @@ func (c Config) withDefaults() Config {
 	if c.AckInterval == 0 {
 		c.AckInterval = 10 * time.Millisecond
 	}
+	if c.StatementTimeout == 0 {
+		c.StatementTimeout = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -191,7 +198,7 @@ func (c Config) validate() error {
 		value time.Duration
 	}{
 		{"heartbeat_interval", c.HeartbeatInterval}, {"poll_interval", c.PollInterval},
-		{"drain_timeout", c.DrainTimeout}, {"ack_interval", c.AckInterval},
+		{"drain_timeout", c.DrainTimeout}, {"ack_interval", c.AckInterval}, {"statement_timeout", c.StatementTimeout},
 	} {
 		if d.value < minInterval {
 			return invalid(d.field, "must be at least %s, got %s", minInterval, d.value)

@@ -16,7 +16,7 @@ func (s *session) lockLoop(ctx context.Context, wake <-chan struct{}) {
 	cfg := s.r.cfg
 	failures := 0
 	for ctx.Err() == nil {
-		lockCtx, cancel := context.WithTimeout(s.base, writeTimeout)
+		lockCtx, cancel := context.WithTimeout(s.base, s.r.cfg.StatementTimeout)
 		batch, err := s.r.locker.LockBatch(lockCtx, outbox.LockRequest{Lane: cfg.Lane, Target: cfg.Target, Limit: cfg.BatchSize})
 		cancel()
 		if err != nil {
@@ -100,7 +100,7 @@ func (s *session) runBatch(ctx context.Context, batch *outbox.LockedBatch, msgs 
 			known = append(known, outcomes[i])
 		}
 	}
-	finishCtx, cancel := context.WithTimeout(s.base, writeTimeout)
+	finishCtx, cancel := context.WithTimeout(s.base, s.r.cfg.StatementTimeout)
 	defer cancel()
 	statuses, err := batch.Finish(finishCtx, known)
 	if err != nil {

@@ -56,11 +56,6 @@ func New(store Store, cfg Config) (*Relay, error) {
 // ConsumerID returns the id the relay claims under.
 func (r *Relay) ConsumerID() string { return r.cfg.ConsumerID }
 
-// writeTimeout bounds each ack, nack, dead-letter and heartbeat statement,
-// which run on a context that outlives Run's so that they complete during
-// the drain.
-const writeTimeout = 30 * time.Second
-
 // wakeFollowUps claims, followUpDelay apart, follow a wake-up (see
 // claimLoop).
 const (
@@ -202,7 +197,7 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		// A claim that shutdown interrupted could still commit on the server
 		// and leave messages claimed by nobody until their lease ends. So the
 		// claim runs to completion; the drain handles what it returns.
-		claimCtx, cancel := context.WithTimeout(s.base, writeTimeout)
+		claimCtx, cancel := context.WithTimeout(s.base, s.r.cfg.StatementTimeout)
 		acks := s.acks.take(outbox.MaxBatch)
 		msgs, acked, err := s.r.store.ClaimAndAck(claimCtx, outbox.ClaimRequest{
 			Lane: cfg.Lane, Target: cfg.Target, Limit: n, Lease: cfg.Lease, ConsumerID: cfg.ConsumerID,
@@ -339,7 +334,7 @@ func (s *session) call(ctx context.Context, m outbox.Message) (err error) {
 
 func (s *session) nack(m outbox.Message, cause error) {
 	r := s.r
-	ctx, cancel := context.WithTimeout(s.base, writeTimeout)
+	ctx, cancel := context.WithTimeout(s.base, s.r.cfg.StatementTimeout)
 	defer cancel()
 	delay := max(r.cfg.Backoff(m.AttemptCount), 0)
 	outcome, err := r.store.NackAfter(ctx, m.ID, m.ClaimToken, cause.Error(), min(delay, outbox.MaxRetryDelay))
@@ -408,7 +403,7 @@ func (s *session) stopRetryTimers() {
 
 func (s *session) deadLetter(m outbox.Message, cause error) {
 	r := s.r
-	ctx, cancel := context.WithTimeout(s.base, writeTimeout)
+	ctx, cancel := context.WithTimeout(s.base, s.r.cfg.StatementTimeout)
 	defer cancel()
 	ok, err := r.store.DeadLetter(ctx, m.ID, m.ClaimToken, cause.Error())
 	switch {
@@ -459,7 +454,7 @@ func (s *session) extend(due []*delivery) {
 	for i, d := range due {
 		receipts[i] = d.msg.Receipt()
 	}
-	ctx, cancel := context.WithTimeout(s.base, min(writeTimeout, r.cfg.HeartbeatInterval))
+	ctx, cancel := context.WithTimeout(s.base, min(r.cfg.StatementTimeout, r.cfg.HeartbeatInterval))
 	defer cancel()
 	asked := time.Now()
 	held, err := r.store.ExtendLeases(ctx, receipts, r.cfg.Lease)

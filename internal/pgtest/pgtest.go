@@ -20,6 +20,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -44,6 +45,11 @@ type env struct {
 	prefix   string
 	template string
 	seq      atomic.Int64
+
+	sharedOnce sync.Once
+	shared     *DB
+	sharedDrop func() error
+	sharedErr  error
 }
 
 var current *env //nolint:gochecknoglobals // one server per test binary, set by Main before any test runs
@@ -75,6 +81,12 @@ func runWith(m *testing.M, before func(context.Context) (func() error, error)) i
 			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
 		}
 	}
+	if e.shared != nil {
+		e.shared.Pool.Close()
+		if err := e.sharedDrop(); err != nil {
+			fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
+		}
+	}
 	e.admin.Close()
 	if err := e.server.Stop(); err != nil {
 		fmt.Fprintf(os.Stderr, "pgtest: %v\n", err)
@@ -92,6 +104,9 @@ func setup(ctx context.Context) (*env, error) {
 			return nil, err
 		}
 		srv = s
+		// Processes this one starts (fuzzing workers, a killed relay's
+		// subprocess) use the same server instead of starting their own.
+		_ = os.Setenv(DatabaseURLEnv, s.URL)
 	}
 	admin, err := pgxpool.New(ctx, srv.URL)
 	if err != nil {
@@ -284,6 +299,36 @@ func redact(u string) string {
 		return "(connection string)"
 	}
 	return parsed.Redacted()
+}
+
+// SharedDB returns one migrated database for the whole process, created on
+// first use and dropped when Main returns: for fuzz functions, which run
+// thousands of times and cannot each afford a database.
+func SharedDB(tb testing.TB) *DB {
+	tb.Helper()
+	e := current
+	if e == nil {
+		tb.Fatal("pgtest: Main did not run; call pgtest.Main(m) from TestMain")
+	}
+	e.sharedOnce.Do(func() {
+		d, drop, err := createDB(context.Background(), "")
+		if err != nil {
+			e.sharedErr = err
+			return
+		}
+		pool, err := pgxpool.New(context.Background(), d.URL)
+		if err != nil {
+			_ = drop()
+			e.sharedErr = err
+			return
+		}
+		d.Pool = pool
+		e.shared, e.sharedDrop = d, drop
+	})
+	if e.sharedErr != nil {
+		tb.Fatalf("pgtest: shared database: %v", e.sharedErr)
+	}
+	return e.shared
 }
 
 // Pool opens a pool on url and closes it when the test ends.

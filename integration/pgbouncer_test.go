@@ -1,0 +1,158 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgoutbox/pgoutbox/internal/pgtest"
+	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/relay"
+)
+
+// pgbouncerEnv names the PgBouncer binary TestPgBouncerTransactionPooling
+// runs (make test-pgbouncer installs Debian's package and sets it). Without
+// it the test does not run: it needs more setup than CI carries.
+const pgbouncerEnv = "OUTBOX_PGBOUNCER"
+
+// The store, a poll-only relay and a lock-mode relay work through PgBouncer
+// in transaction pooling mode, with pgx using unnamed statements
+// (default_query_exec_mode=exec) as PgBouncer 1.18 requires.
+func TestPgBouncerTransactionPooling(t *testing.T) {
+	bin := os.Getenv(pgbouncerEnv)
+	if bin == "" {
+		t.Skipf("set %s to a pgbouncer binary (make test-pgbouncer does)", pgbouncerEnv)
+	}
+	d := pgtest.NewDB(t)
+	u, err := url.Parse(d.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	password, _ := u.User.Password()
+	host, port, _ := net.SplitHostPort(u.Host)
+	dir := t.TempDir()
+	_ = os.Chmod(dir, 0o755)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := ln.Addr().(*net.TCPAddr).Port
+	_ = ln.Close()
+	ini := fmt.Sprintf(`[databases]
+outbox = host=%s port=%s dbname=%s
+
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = %d
+unix_socket_dir =
+auth_type = plain
+auth_file = %s
+pool_mode = transaction
+default_pool_size = 4
+max_client_conn = 200
+logfile = %s
+pidfile = %s
+`, host, port, d.Name, listen, filepath.Join(dir, "users.txt"), filepath.Join(dir, "pgbouncer.log"), filepath.Join(dir, "pgbouncer.pid"))
+	if err := os.WriteFile(filepath.Join(dir, "pgbouncer.ini"), []byte(ini), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	users := fmt.Sprintf("%q %q\n", u.User.Username(), password)
+	if err := os.WriteFile(filepath.Join(dir, "users.txt"), []byte(users), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{filepath.Join(dir, "pgbouncer.ini")}
+	if os.Geteuid() == 0 {
+		args = append([]string{"-u", "postgres"}, args...) // PgBouncer refuses to run as root
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	bouncerURL := fmt.Sprintf("postgres://%s:%s@127.0.0.1:%d/outbox?sslmode=disable&default_query_exec_mode=exec", u.User.Username(), password, listen)
+	cfg, err := pgxpool.ParseConfig(bouncerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.ConnConfig.DefaultQueryExecMode != pgx.QueryExecModeExec {
+		t.Fatal("default_query_exec_mode=exec not applied")
+	}
+	ctx := t.Context()
+	var pool *pgxpool.Pool
+	for i := 0; ; i++ {
+		pool, err = pgxpool.NewWithConfig(ctx, cfg)
+		if err == nil {
+			if err = pool.Ping(ctx); err == nil {
+				break
+			}
+			pool.Close()
+		}
+		if i > 100 {
+			log, _ := os.ReadFile(filepath.Join(dir, "pgbouncer.log"))
+			t.Fatalf("no connection through PgBouncer: %v\n%s", err, log)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Cleanup(pool.Close)
+
+	store := outbox.NewPostgresStore(pool, outbox.WithNotify(false))
+	for i := range 300 {
+		if _, err := store.Enqueue(ctx, draft(itoa(i))); err != nil {
+			t.Fatalf("enqueue through PgBouncer: %v", err)
+		}
+	}
+	k := draft(`{}`)
+	k.DedupeKey = "through-the-bouncer"
+	if _, err := store.EnqueueMany(ctx, []outbox.Draft{k, k, draft(`"x"`)}); err != nil {
+		t.Fatalf("enqueue many (a transaction) through PgBouncer: %v", err)
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.WithTx(tx).Enqueue(ctx, draft(`"in a caller's tx"`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l := newLedger()
+	cfgR := relayConfig(func(_ context.Context, m outbox.Message) error { l.record(m.ID); return nil })
+	cfgR.Wakeups = nil // LISTEN does not work through transaction pooling: poll
+	cfgR.Concurrency = 16
+	stop := runRelay(t, newRelay(t, store, cfgR))
+	eventually(t, time.Minute, "the poll-only relay delivered everything", func() bool { return l.total() >= 200 })
+	stop()
+	lockCfg := relayConfig(func(_ context.Context, m outbox.Message) error { l.record(m.ID); return nil })
+	lockCfg.Mode = relay.ModeLock
+	runRelay(t, newRelay(t, store, lockCfg))
+	eventually(t, time.Minute, "everything delivered", func() bool {
+		var n int
+		_ = d.Pool.QueryRow(context.Background(), `SELECT count(*) FROM pgoutbox_message WHERE status <> 'delivered'`).Scan(&n)
+		return n == 0
+	})
+	if _, err := store.Stats(ctx, true); err != nil {
+		t.Fatalf("stats through PgBouncer: %v", err)
+	}
+	time.Sleep(10 * time.Millisecond)
+	if n, err := store.Purge(ctx, outbox.PurgeRequest{}); err != nil || n != 303 {
+		t.Fatalf("purge through PgBouncer: %d %v", n, err)
+	}
+	for id, n := range l.calls {
+		if n != 1 {
+			t.Errorf("message %s handled %d times", id, n)
+		}
+	}
+	t.Logf("PgBouncer transaction pooling: 303 messages enqueued, %d delivered by a poll-only and a lock-mode relay, purged", l.total())
+}
