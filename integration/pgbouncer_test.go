@@ -46,7 +46,7 @@ func TestPgBouncerTransactionPooling(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil { //nolint:gosec // PgBouncer's user must read its config
+	if err := os.Chmod(dir, 0o755); err != nil { // PgBouncer's user must read its config
 		t.Fatal(err)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
