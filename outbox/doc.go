@@ -26,6 +26,15 @@
 //     on hosts with skewed clocks agree on leases. WithClock injects a clock for
 //     deterministic tests.
 //
+// # Beyond the contract
+//
+// EnqueueMany (one statement, same dedupe rules), AckMany and ClaimAndAck
+// (acks riding on the next claim), ExtendLease(s) (heartbeats), NackAfter
+// (a delay on the store's clock), DeadLetter (permanent failures), LockBatch
+// (the opt-in lock mode), and the operations Redrive, Purge, PurgeCount,
+// Stats and Get. Package relay runs consumers on top of them; package
+// memstore is the same store in memory for unit tests.
+//
 // # Errors
 //
 // Every invalid input fails before anything is written, with an error that
