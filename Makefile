@@ -75,7 +75,7 @@ soak:
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
 	fi; \
 	OUTBOX_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -v -run '^TestSoak$$' ./integration | grep -E 'SOAK|soak:|^(---|ok|FAIL)'; \
-	$(GO) test -count=1 -timeout 0 -run '^TestModelPostgresAgreesWithMemstore$$' -rapid.checks=5000 -v ./integration | grep -E 'model cases|^(---|ok|FAIL)'
+	$(GO) test -count=1 -timeout 0 -run '^TestModelPostgresAgreesWithMemstore$$' -v ./integration -rapid.checks=5000 | grep -E 'model cases|rapid|^(---|ok|FAIL)'
 
 ## test-pgbouncer: the store and relays through PgBouncer in transaction
 ## pooling mode (installs Debian's pgbouncer; not in CI)
