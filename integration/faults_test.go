@@ -525,6 +525,10 @@ func TestFaultPoolExhaustionAndStatementTimeout(t *testing.T) {
 	}
 	t.Logf("ack behind a held row lock: %v (after %s)", err, time.Since(start).Round(time.Millisecond))
 	_ = locker.Rollback(context.Background())
+	// The timed-out ack changed nothing: the owner still holds the claim.
+	if ok, err := store.Ack(context.Background(), got[0].ID, got[0].ClaimToken); err != nil || !ok {
+		t.Fatalf("ack once the lock is released: %v %v; want the claim still held", ok, err)
+	}
 
 	// Pool exhaustion: both connections held; callers with a 300 ms
 	// deadline get context.DeadlineExceeded in time, not a hang.
