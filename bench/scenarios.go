@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgoutbox/pgoutbox/db"
@@ -245,6 +247,9 @@ func (b *bencher) floorBurnDown(workers int) (float64, error) {
 					Max: int32(b.o.concurrency), AfterAvailableAt: time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC), //nolint:gosec // small
 					AckIds: nonNil(ackIDs), AckTokens: nonNilT(ackTokens), ConsumerID: "floor-" + strconv.Itoa(w),
 				})
+				if deadlocked(err) {
+					continue // rolled back, acks included: as the store does, run it again
+				}
 				if err != nil {
 					errs <- err
 					return
@@ -298,6 +303,9 @@ func (b *bencher) floorLockBurnDown(workers int) (float64, error) {
 			defer wg.Done()
 			for {
 				n, err := b.floorLockBatch()
+				if deadlocked(err) {
+					continue
+				}
 				if err != nil {
 					errs <- err
 					return
@@ -638,4 +646,12 @@ func (b *bencher) memory() error {
 		ratePerSecond: res.PerSec,
 	}
 	return nil
+}
+
+// deadlocked reports the server aborting a statement as a deadlock victim.
+// The store runs such a claim again (SKIP LOCKED does not make a claim
+// wait-free), and so does the floor.
+func deadlocked(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "40P01"
 }

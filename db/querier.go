@@ -40,8 +40,12 @@ type Querier interface {
 	// The same statement acks the claimer's previous successes (@ack_ids with
 	// @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
 	// that keeps up pays one statement and one commit per batch instead of two.
-	// The ack rows are locked in id order (an index scan of id = ANY); the claim
-	// branches never wait (SKIP LOCKED), so the statement cannot deadlock.
+	// The ack rows are locked in id order (an index scan of id = ANY). The claim
+	// branches almost never wait, but SKIP LOCKED does not promise it: when a
+	// candidate's updater commits at the instant the claim locks it, PostgreSQL
+	// follows the row's update chain and waits for the next version's locker,
+	// which can close a cycle with another claimer. The loser gets a deadlock
+	// error with nothing done; the store runs the statement again.
 	//
 	// The clock is read once, in a CTE, so every row of one claim carries the same
 	// timestamps. The result holds the claimed rows (status 'claimed'), then the

@@ -1,6 +1,11 @@
 package outbox
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
 
 // ValidationError names the input that was refused and why. It wraps
 // ErrValidation.
@@ -41,3 +46,17 @@ func (e *ConflictError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrConflict) hold.
 func (e *ConflictError) Unwrap() error { return ErrConflict }
+
+// maxClaimRetries bounds how often a claim statement the server aborted as a
+// deadlock or serialization failure is run again.
+const maxClaimRetries = 3
+
+// retryable reports whether err is the server aborting a statement that can
+// simply be run again: a deadlock or a serialization failure.
+func retryable(err error) bool {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	return pgErr.Code == "40P01" /* deadlock_detected */ || pgErr.Code == "40001" /* serialization_failure */
+}

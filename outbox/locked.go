@@ -71,6 +71,22 @@ func (s *PostgresStore) LockBatch(ctx context.Context, r LockRequest) (*LockedBa
 	if !ok {
 		return nil, fmt.Errorf("outbox: lock batch: needs a connection that can begin a transaction, and %T cannot", s.conn)
 	}
+	b, err := s.lockBatch(ctx, begin, r)
+	// As in Claim: the server may abort the locking statement as a
+	// deadlock; the transaction (or savepoint) it ran in is rolled back, so
+	// it starts again.
+	for retry := 0; retry < maxClaimRetries && retryable(err); retry++ {
+		s.cfg.logger.DebugContext(ctx, "outbox: lock statement aborted by the server; running it again",
+			"lane", r.Lane, "target", r.Target, "error", err)
+		b, err = s.lockBatch(ctx, begin, r)
+	}
+	return b, err
+}
+
+func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, r LockRequest,
+) (*LockedBatch, error) {
 	key := cursorKey(s.scope, r.Lane, r.Target)
 	afterAt, afterID, fromCursor := s.cfg.cursors.start(key, r.Limit)
 	tx, err := begin.Begin(ctx)

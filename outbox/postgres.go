@@ -192,7 +192,13 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 		at, id := scanFromStart()
 		more, moreKeys, _, err := s.claim(ctx, r, r.Limit-len(claimed), at, id, nil, nil)
 		if err != nil {
-			return claimed, acked, err
+			// The first statement committed: its claims and acks stand and
+			// the caller must get them, or they would sit claimed by nobody
+			// until their lease ends. The next claim scans from the start.
+			s.cfg.logger.WarnContext(ctx, "outbox: claim: follow-up scan from the start failed",
+				"lane", r.Lane, "target", r.Target, "error", err)
+			s.cfg.cursors.record(key, false, r.Limit, claimed, keys) // short: forgets the cursor
+			return claimed, acked, nil
 		}
 		fromCursor = false
 		claimed, keys = append(claimed, more...), append(keys, moreKeys...)
@@ -202,12 +208,20 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 	return claimed, acked, nil
 }
 
+// inTx reports whether the store runs in a transaction it does not own, in
+// which a failed statement aborts the caller's transaction and cannot simply
+// be run again.
+func (s *PostgresStore) inTx() bool {
+	_, ok := s.conn.(pgx.Tx)
+	return ok
+}
+
 // claim runs one claim statement for up to limit messages, due ones taken
 // after (afterAt, afterID), acking the given claims on the way.
 func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, afterAt time.Time, afterID int64,
 	ackIDs []int64, ackTokens []pgtype.UUID,
 ) ([]Message, []int64, map[heldClaim]bool, error) {
-	rows, err := s.q.MessageClaim(ctx, db.MessageClaimParams{
+	params := db.MessageClaimParams{
 		Now:              s.now(),
 		LeaseMicros:      r.Lease.Microseconds(),
 		Scope:            s.scope,
@@ -219,7 +233,20 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, af
 		AckIds:           nonNilIDs(ackIDs),
 		AckTokens:        nonNilTokens(ackTokens),
 		ConsumerID:       r.ConsumerID,
-	})
+	}
+	rows, err := s.q.MessageClaim(ctx, params)
+	// SKIP LOCKED does not make the claim wait-free: when a candidate row's
+	// updater commits at the instant the claim looks at it, PostgreSQL
+	// follows the row's update chain and waits on the next version's
+	// locker, which can close a cycle with another claimer and end in a
+	// deadlock error. The statement is atomic, so it is run again; inside a
+	// caller's transaction the error is the caller's to handle, as the
+	// transaction is aborted.
+	for retry := 0; retry < maxClaimRetries && retryable(err) && !s.inTx(); retry++ {
+		s.cfg.logger.DebugContext(ctx, "outbox: claim statement aborted by the server; running it again",
+			"lane", r.Lane, "target", r.Target, "error", err)
+		rows, err = s.q.MessageClaim(ctx, params)
+	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("outbox: claim: %w", err)
 	}
