@@ -68,8 +68,11 @@ func TestMigrateCommands(t *testing.T) {
 		{[]string{"down"}, "rolled back 00001_pgoutbox_message.sql"},
 		{[]string{"version"}, "0"},
 	}
-	for _, s := range steps {
+	for i, s := range steps {
 		args := append([]string{"migrate", "--database-url", d.URL}, s.args...)
+		if i%2 == 1 { // flags after the subcommand's arguments work too
+			args = append(append([]string{"migrate"}, s.args...), "--database-url", d.URL)
+		}
 		code, out, errOut := runCLI(t, args...)
 		if code != 0 || !strings.Contains(out, s.want) {
 			t.Fatalf("migrate %v: exit %d, stdout %q, stderr %q; want %q", s.args, code, out, errOut, s.want)
