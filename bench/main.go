@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"time"
@@ -75,6 +76,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs.BoolVar(&o.smoke, "smoke", false, "a ten-second run of every scenario, for CI")
 	fs.StringVar(&o.synchronous, "synchronous-commit", "on", "synchronous_commit of the container this starts (on: durable)")
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL to measure on (default: start one with Testcontainers)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the benchmark process (relays, River, clients) to this file")
 	only := fs.String("scenarios", "enqueue,burn-down,continuous,wake-up,growth,memory", "scenarios to run")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -123,6 +125,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	settings, err := benchkit.ServerSettings(ctx, pool)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	r := &report{settings: settings, opts: o, started: time.Now()}
 	b := &bencher{ctx: ctx, pool: pool, o: o, log: stderr, r: r}

@@ -469,3 +469,48 @@ func TestNotifyBurstIsHandledWithoutWaitingForPoll(t *testing.T) {
 		return handled.Load() == burst
 	})
 }
+
+// While a relay drains a backlog, successes ride on its next claim rather
+// than costing statements of their own: a separate ack statement per batch
+// would double the commits per message.
+func TestBacklogAcksRideOnClaims(t *testing.T) {
+	f := newFixture(t)
+	pool, rec := tracedPool(t, f)
+	store := outbox.NewPostgresStore(pool, outbox.WithNotify(false))
+	const total = 3000
+	drafts := make([]outbox.Draft, total)
+	for i := range drafts {
+		drafts[i] = draft(`{"n":` + itoa(i) + `}`)
+	}
+	if _, err := store.EnqueueMany(f.ctx, drafts); err != nil {
+		t.Fatal(err)
+	}
+	cfg := relayConfig(func(context.Context, outbox.Message) error { return nil })
+	cfg.Concurrency = 100
+	cfg.AckInterval = 10 * time.Millisecond
+	stop := runRelay(t, newRelay(t, store, cfg))
+	eventually(t, time.Minute, "every message delivered", func() bool {
+		return f.count("status = 'delivered'") == total
+	})
+	stop()
+	claims, ackStatements, ackedApart := 0, 0, 0
+	rec.mu.Lock()
+	for _, c := range rec.calls {
+		switch {
+		case strings.HasPrefix(c.SQL, "-- name: MessageClaim "):
+			claims++
+		case strings.HasPrefix(c.SQL, "-- name: MessageAckMany "):
+			ackStatements++
+			for _, a := range c.Args {
+				if ids, ok := a.([]int64); ok {
+					ackedApart += len(ids)
+				}
+			}
+		}
+	}
+	rec.mu.Unlock()
+	t.Logf("%d claims, %d ack statements acking %d of %d messages", claims, ackStatements, ackedApart, total)
+	if ackedApart > total/10 {
+		t.Errorf("%d of %d messages acked by statements of their own (%d), not by the next claim", ackedApart, total, ackStatements)
+	}
+}

@@ -113,6 +113,9 @@ type Config struct {
 	StatementTimeout time.Duration
 	// AckBatchSize and AckInterval bound how many successes wait, and for
 	// how long, before one statement acks them all. Defaults 100 and 10ms.
+	// While the relay drains a backlog its next claim acks them instead,
+	// and the acker waits up to ten intervals (at most a quarter of Lease)
+	// before acking on its own.
 	AckBatchSize int
 	AckInterval  time.Duration
 	// Logger receives the relay's logs. Default: discard.

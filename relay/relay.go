@@ -149,6 +149,10 @@ type session struct {
 	freed    chan struct{} // a handler slot was freed (coalesced)
 	retry    chan struct{} // a nacked message became due (coalesced)
 
+	// claimBacklog is set while the claim loop drains a backlog, so that
+	// its next claim, due any moment, carries the acks (see acker.limits).
+	claimBacklog atomic.Bool
+
 	mu       sync.Mutex
 	inflight map[string]*delivery
 	timers   map[*time.Timer]struct{} // pending retry wake-ups
@@ -172,6 +176,7 @@ func (s *session) inflightCount() int {
 // handler slots (up to BatchSize), and starts a handler for each.
 func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 	cfg := s.r.cfg
+	defer s.claimBacklog.Store(false)
 	failures := 0
 	// After a wake-up the relay claims until it has caught up, then follows
 	// up a few times at short intervals: producers notify at most once per
@@ -182,6 +187,8 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 	// quarter of the batch to be free before claiming again: claiming each
 	// freed slot on its own costs a statement per message.
 	backlog := false
+	batch := min(cfg.BatchSize, cfg.Concurrency)
+	var gathering time.Time // when the current gather began
 	for ctx.Err() == nil {
 		inflight := s.inflightCount()
 		free := cfg.Concurrency - inflight
@@ -193,6 +200,10 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 			}
 			continue
 		}
+		if backlog && free < batch && s.gather(ctx, &gathering) {
+			continue
+		}
+		gathering = time.Time{}
 		n := min(free, cfg.BatchSize)
 		// A claim that shutdown interrupted could still commit on the server
 		// and leave messages claimed by nobody until their lease ends. So the
@@ -204,6 +215,7 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		}, acks)
 		cancel()
 		if err != nil {
+			s.claimBacklog.Store(false) // the acker flushes on its own until claims work again
 			s.acks.giveBack(acks)
 		} else {
 			s.countAcks(acked)
@@ -226,6 +238,7 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 			s.start(m)
 		}
 		backlog = len(msgs) == n
+		s.claimBacklog.Store(backlog)
 		if backlog {
 			continue // there may be more
 		}
@@ -245,6 +258,41 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 		case <-timer.C:
 		}
 		timer.Stop()
+	}
+}
+
+// Handlers that finish in a burst (fast ones finish a whole batch within a
+// millisecond or two) are worth waiting for during a backlog: one claim of
+// the whole batch costs one statement, claiming each quarter as it frees
+// costs four. gather waits for the next freed slot while slots keep freeing
+// within gatherGap of each other, for gatherMax in all; a slow or stuck
+// handler ends the wait after one gap.
+const (
+	gatherGap = time.Millisecond
+	gatherMax = 5 * time.Millisecond
+)
+
+// gather reports whether a slot freed within gatherGap (the caller looks
+// again), or false when it is time to claim what is free. since holds when
+// the gather began.
+func (s *session) gather(ctx context.Context, since *time.Time) bool {
+	now := time.Now()
+	if since.IsZero() {
+		*since = now
+	}
+	left := gatherMax - now.Sub(*since)
+	if left <= 0 {
+		return false
+	}
+	t := time.NewTimer(min(gatherGap, left))
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-s.freed:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 

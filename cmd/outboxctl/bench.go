@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -37,6 +39,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	poll := fs.Duration("poll", time.Second, "poll interval of the polling wakeup variant")
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	lockMode := fs.Bool("lock-mode", false, "burndown relays in relay.ModeLock (row locks, one write per message)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `file` (go tool pprof reads it)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +68,17 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		return usagef("--poll must be at least 1ms, got %s", *poll)
 	}
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer func() { _ = f.Close() }()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if *url == "" {
 		tclog.SetDefault(tclog.NewNoopLogger())
 		fmt.Fprintf(stderr, "no DATABASE_URL: starting PostgreSQL (%s) with Testcontainers, durable settings\n", pgserver.Image())
