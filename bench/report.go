@@ -139,7 +139,7 @@ func (r *report) markdown() string {
 	w("- pgoutbox relays: concurrency (and claim batch) %d each, no-op handler, acks carried by the next claim. River v0.51.2 with its own\n", r.opts.concurrency)
 	w("  bench's settings: %d workers, 2 ms fetch cooldown, 20 ms fetch poll interval, no-op worker, completions counted from its events.\n", r.opts.riverWorkers)
 	w("- The raw-SQL floor issues pgoutbox's own claim-and-ack statement straight through pgx, one worker per relay, nothing around it.\n")
-	w("- Tables are truncated and vacuumed before each burn-down, continuous and growth run.\n\n")
+	w("- Tables are truncated and vacuumed, and the server checkpoints, before each burn-down, continuous and growth run.\n\n")
 
 	w("## Summary\n\n| target | figure | met |\n| --- | --- | --- |\n")
 	for _, t := range r.targets() {
