@@ -136,3 +136,64 @@ func tracedPool(t *testing.T, f *fixture) (*pgxpool.Pool, *recorder) {
 	t.Cleanup(pool.Close)
 	return pool, rec
 }
+
+// A claim is planned for the table as it is when it runs, not as it was when
+// its connection first prepared it: a plan cached while the table was nearly
+// empty reads it sequentially, which is cheap for a few rows and ruinous
+// once a burst has queued tens of thousands.
+func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
+	f := newFixture(t)
+	conn, err := pgx.Connect(f.ctx, f.db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	store := outbox.NewPostgresStore(conn, outbox.WithNotify(false))
+	req := claimReq(10, time.Minute, "c")
+
+	// A nearly empty outbox, analyzed as such, claimed from often enough
+	// that a prepared statement would settle on a generic plan.
+	for range 10 {
+		f.enqueue(store, draft(`{}`))
+	}
+	if _, err := conn.Exec(f.ctx, "ANALYZE pgoutbox_message"); err != nil {
+		t.Fatal(err)
+	}
+	for range 10 {
+		ms := f.claim(store, req)
+		receipts := make([]outbox.Receipt, len(ms))
+		for i, m := range ms {
+			receipts[i] = m.Receipt()
+		}
+		if _, _, err := store.ClaimAndAck(f.ctx, req, receipts); err != nil {
+			t.Fatal(err)
+		}
+		f.enqueue(store, draft(`{}`))
+	}
+	// A burst: 50k messages, before any ANALYZE sees them (setup only).
+	if _, err := conn.Exec(f.ctx, `INSERT INTO pgoutbox_message (lane, target, payload, available_at, max_attempts, created_at, updated_at)
+		SELECT 'canonical', 'protocol_projector', '{}', now() - interval '1 minute', 5, now(), now() FROM generate_series(1, 50000)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	// This backend's sequential scans of the table not yet reported to the
+	// statistics collector, before and after the claim.
+	seqScans := func() int64 {
+		var n int64
+		if err := tx.QueryRow(f.ctx, `SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'pgoutbox_message'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := seqScans()
+	if got := f.claim(store.WithTx(tx), req); len(got) != 10 {
+		t.Fatalf("claimed %d", len(got))
+	}
+	if seqScans := seqScans() - before; seqScans != 0 {
+		t.Errorf("the claim read the table sequentially %d times: it ran a plan made for the nearly empty table", seqScans)
+	}
+}

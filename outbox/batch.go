@@ -61,7 +61,7 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 		if err != nil {
 			return nil, fmt.Errorf("outbox: enqueue many: %w", err)
 		}
-		results, err := s.insertMany(ctx, s.q.WithTx(tx), drafts)
+		results, err := s.insertMany(ctx, queries(tx), drafts)
 		if err != nil {
 			_ = tx.Rollback(ctx)
 			if errors.Is(err, errHolderVanished) {

@@ -32,7 +32,7 @@ var _ Store = (*PostgresStore)(nil)
 // *pgxpool.Pool for a service, a *pgx.Conn, or a pgx.Tx to run every call in
 // one transaction. The schema must be migrated first (see Migrate).
 func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
-	return &PostgresStore{conn: conn, q: db.New(conn), cfg: newConfig(opts)}
+	return &PostgresStore{conn: conn, q: queries(conn), cfg: newConfig(opts)}
 }
 
 // WithTx returns the same store (scope, clock, logger) running every call in
@@ -42,7 +42,7 @@ func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
 func (s *PostgresStore) WithTx(tx pgx.Tx) *PostgresStore {
 	c := *s
 	c.conn = tx
-	c.q = s.q.WithTx(tx)
+	c.q = queries(tx)
 	return &c
 }
 
