@@ -21,8 +21,10 @@ import (
 // Measured in the continuous benchmark: claims of 256 messages took 1-10 s
 // instead of 10 ms, each reading all 470k rows three times (due rows, acks
 // by id, the update's join), and throughput fell from 12,000 to 136-4,000
-// messages/s. Planning each statement costs a fraction of a millisecond
-// of server time; the description is still cached, so it is one round trip.
+// messages/s. Planning each statement costs server time (about 1 ms for a
+// claim of 100, measured by BenchmarkClaimAndAck100), a tenth of what the
+// claim itself costs; the description is still cached, so it stays one
+// round trip. Inserts scan nothing and keep their prepared plans.
 //
 // A caller who already chose a mode for a statement (a QueryExecMode as the
 // first argument) keeps it. The mode works through PgBouncer in transaction
