@@ -48,7 +48,7 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 	}
 	if !keyed {
 		// One statement is atomic on its own and nothing can conflict.
-		return s.insertMany(ctx, s.q, s.qi, drafts)
+		return s.insertMany(ctx, s.q, drafts)
 	}
 	begin, ok := s.conn.(interface {
 		Begin(context.Context) (pgx.Tx, error)
@@ -61,7 +61,7 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 		if err != nil {
 			return nil, fmt.Errorf("outbox: enqueue many: %w", err)
 		}
-		results, err := s.insertMany(ctx, queries(tx), db.New(tx), drafts)
+		results, err := s.insertMany(ctx, db.New(tx), drafts)
 		if err != nil {
 			_ = tx.Rollback(ctx)
 			if errors.Is(err, errHolderVanished) {
@@ -79,7 +79,7 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 
 var errHolderVanished = errors.New("outbox: a dedupe key's holder vanished")
 
-func (s *PostgresStore) insertMany(ctx context.Context, q, qi *db.Queries, drafts []Draft) ([]EnqueueResult, error) {
+func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []Draft) ([]EnqueueResult, error) {
 	notify := false
 	for _, d := range drafts {
 		// allow for every distinct key, so each counts as notified.
@@ -103,7 +103,7 @@ func (s *PostgresStore) insertMany(ctx context.Context, q, qi *db.Queries, draft
 		p.AvailableAts[i], p.HasAvailableAt[i] = d.AvailableAt, !d.AvailableAt.IsZero()
 		p.MaxAttempts[i] = d.maxAttempts()
 	}
-	rows, err := qi.MessageInsertMany(ctx, p)
+	rows, err := q.MessageInsertMany(ctx, p)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: enqueue many: %w", err)
 	}

@@ -121,7 +121,7 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 
 func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, afterAt time.Time, afterID int64, locked []int64) ([]Message, []int64, error) {
 	s := b.store
-	rows, err := s.q.MessageLockDue(ctx, db.MessageLockDueParams{
+	rows, err := s.plannedFor(limit).MessageLockDue(ctx, db.MessageLockDueParams{
 		Scope: s.scope, Lane: r.Lane, Target: r.Target, Now: s.now(),
 		AfterAvailableAt: afterAt, AfterID: afterID, LockedIds: nonNilIDs(locked), Max: int32(limit), //nolint:gosec // validated above
 	})

@@ -22,10 +22,9 @@ import (
 type PostgresStore struct {
 	conn db.DBTX // what q runs on; EnqueueMany begins transactions on it
 	q    *db.Queries
-	// qi runs the inserts as prepared statements: they scan no table, so
-	// no plan of theirs depends on its size, and planning each one anew
-	// measured 0.2 ms per Enqueue (see plans.go for why q plans afresh).
-	qi    *db.Queries
+	// qf plans each statement afresh; claims and locks of many messages use
+	// it (see plans.go).
+	qf    *db.Queries
 	scope string
 	cfg   config
 }
@@ -36,7 +35,7 @@ var _ Store = (*PostgresStore)(nil)
 // *pgxpool.Pool for a service, a *pgx.Conn, or a pgx.Tx to run every call in
 // one transaction. The schema must be migrated first (see Migrate).
 func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
-	return &PostgresStore{conn: conn, q: queries(conn), qi: db.New(conn), cfg: newConfig(opts)}
+	return &PostgresStore{conn: conn, q: db.New(conn), qf: queries(conn), cfg: newConfig(opts)}
 }
 
 // WithTx returns the same store (scope, clock, logger) running every call in
@@ -46,8 +45,8 @@ func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
 func (s *PostgresStore) WithTx(tx pgx.Tx) *PostgresStore {
 	c := *s
 	c.conn = tx
-	c.q = queries(tx)
-	c.qi = db.New(tx)
+	c.q = db.New(tx)
+	c.qf = queries(tx)
 	return &c
 }
 
@@ -103,7 +102,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 	now := s.now()
 	notify := s.cfg.notifier.allow(s.scope, d.Lane, d.Target)
 	if d.DedupeKey == "" {
-		row, err := s.qi.MessageInsert(ctx, db.MessageInsertParams{
+		row, err := s.q.MessageInsert(ctx, db.MessageInsertParams{
 			Notify: notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
 			AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
@@ -113,7 +112,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 		return EnqueueResult{Message: toMessage(row.PgoutboxMessage)}, nil
 	}
 	for range dedupeRetries {
-		row, err := s.qi.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
+		row, err := s.q.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
 			Notify: notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
 			DedupeKey: d.DedupeKey, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
@@ -239,7 +238,8 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, af
 		AckTokens:        nonNilTokens(ackTokens),
 		ConsumerID:       r.ConsumerID,
 	}
-	rows, err := s.q.MessageClaim(ctx, params)
+	q := s.plannedFor(limit)
+	rows, err := q.MessageClaim(ctx, params)
 	// SKIP LOCKED does not make the claim wait-free: when a candidate row's
 	// updater commits at the instant the claim looks at it, PostgreSQL
 	// follows the row's update chain and waits on the next version's
@@ -250,7 +250,7 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, af
 	for retry := 0; retry < maxClaimRetries && retryable(err) && !s.inTx(); retry++ {
 		s.cfg.logger.DebugContext(ctx, "outbox: claim statement aborted by the server; running it again",
 			"lane", r.Lane, "target", r.Target, "error", err)
-		rows, err = s.q.MessageClaim(ctx, params)
+		rows, err = q.MessageClaim(ctx, params)
 	}
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("outbox: claim: %w", err)
