@@ -478,13 +478,7 @@ func TestBacklogAcksRideOnClaims(t *testing.T) {
 	pool, rec := tracedPool(t, f)
 	store := outbox.NewPostgresStore(pool, outbox.WithNotify(false))
 	const total = 3000
-	drafts := make([]outbox.Draft, total)
-	for i := range drafts {
-		drafts[i] = draft(`{"n":` + itoa(i) + `}`)
-	}
-	if _, err := store.EnqueueMany(f.ctx, drafts); err != nil {
-		t.Fatal(err)
-	}
+	f.fill(store, total, draft(`{}`))
 	cfg := relayConfig(func(context.Context, outbox.Message) error { return nil })
 	cfg.Concurrency = 100
 	cfg.AckInterval = 10 * time.Millisecond

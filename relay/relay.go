@@ -187,12 +187,12 @@ func (s *session) claimLoop(ctx context.Context, wake <-chan struct{}) {
 	// quarter of the batch to be free before claiming again: claiming each
 	// freed slot on its own costs a statement per message.
 	backlog := false
-	batch := min(cfg.BatchSize, cfg.Concurrency)
-	var gathering time.Time // when the current gather began
+	batch := min(cfg.BatchSize, cfg.Concurrency) // the most one claim can take
+	var gathering time.Time                      // when the current gather began
 	for ctx.Err() == nil {
 		inflight := s.inflightCount()
 		free := cfg.Concurrency - inflight
-		if free <= 0 || (backlog && inflight > 0 && free < max(1, min(cfg.BatchSize, cfg.Concurrency)/4)) {
+		if free <= 0 || (backlog && inflight > 0 && free < max(1, batch/4)) {
 			select {
 			case <-ctx.Done():
 				return

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"runtime/pprof"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -68,17 +66,11 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		return usagef("--poll must be at least 1ms, got %s", *poll)
 	}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer func() { _ = f.Close() }()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("--cpuprofile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := benchkit.StartCPUProfile(*cpuProfile)
+	if err != nil {
+		return fmt.Errorf("--cpuprofile: %w", err)
 	}
+	defer stopProfile()
 	if *url == "" {
 		tclog.SetDefault(tclog.NewNoopLogger())
 		fmt.Fprintf(stderr, "no DATABASE_URL: starting PostgreSQL (%s) with Testcontainers, durable settings\n", pgserver.Image())
