@@ -251,7 +251,7 @@ func (b *bencher) floorBurnDown(workers int) (float64, error) {
 				rows, err := q.MessageClaim(b.ctx, db.MessageClaimParams{
 					LeaseMicros: (30 * time.Second).Microseconds(), Scope: "floor", Lane: lane, Target: target,
 					Max: int32(b.o.concurrency), AfterAvailableAt: time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC), //nolint:gosec // small
-					AckIds: nonNil(ackIDs), AckTokens: nonNilT(ackTokens), ConsumerID: "floor-" + strconv.Itoa(w),
+					AckIDs: nonNil(ackIDs), AckTokens: nonNilT(ackTokens), ConsumerID: "floor-" + strconv.Itoa(w),
 				})
 				if deadlocked(err) {
 					continue // rolled back, acks included: as the store does, run it again
@@ -345,14 +345,14 @@ func (b *bencher) floorLockBatch() (int, error) {
 	q := db.New(tx)
 	rows, err := q.MessageLockDue(b.ctx, db.MessageLockDueParams{
 		Scope: "floor", Lane: lane, Target: target, AfterAvailableAt: time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC),
-		LockedIds: []int64{}, Max: int32(b.o.concurrency), //nolint:gosec // small
+		LockedIDs: []int64{}, Max: int32(b.o.concurrency), //nolint:gosec // small
 	})
 	if err != nil || len(rows) == 0 {
 		return 0, err
 	}
 	p := db.MessageFinishLockedParams{Scope: "floor"}
 	for _, r := range rows {
-		p.Ids = append(p.Ids, r.ID)
+		p.IDs = append(p.IDs, r.ID)
 		p.Oks = append(p.Oks, true)
 		p.Permanents = append(p.Permanents, false)
 		p.RetryAfterMicros = append(p.RetryAfterMicros, 0)

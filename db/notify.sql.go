@@ -14,9 +14,26 @@ LISTEN pgoutbox
 `
 
 // Subscribes the session to the channel the enqueue statements notify on
-// (see MessageInsert). Postgres delivers a notification only after the
+// (internal/wakeup.Channel). Postgres delivers a notification only after the
 // notifying transaction commits, so a woken relay always finds the message.
 func (q *Queries) NotifyListen(ctx context.Context) error {
 	_, err := q.db.Exec(ctx, notifyListen)
+	return err
+}
+
+const notifySend = `-- name: NotifySend :exec
+SELECT pg_notify($1::text, $2::text)
+`
+
+type NotifySendParams struct {
+	Channel string
+	Payload string
+}
+
+// A notification of its own, for an enqueue that committed without one when
+// the relays' follow-up to the last notification may already have passed
+// (see internal/wakeup.Limiter).
+func (q *Queries) NotifySend(ctx context.Context, arg NotifySendParams) error {
+	_, err := q.db.Exec(ctx, notifySend, arg.Channel, arg.Payload)
 	return err
 }

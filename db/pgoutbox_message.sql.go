@@ -19,7 +19,7 @@ SET status = 'delivered',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce($1::timestamptz, now())
+    updated_at = coalesce($1::timestamptz, statement_timestamp())
 WHERE id = $2::bigint
   AND scope = $3::text
   AND status = 'claimed'
@@ -55,18 +55,20 @@ SET status = 'delivered',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce($1::timestamptz, now())
+    updated_at = coalesce($1::timestamptz, statement_timestamp())
+FROM (SELECT unnest($2::bigint[]) AS id, unnest($4::uuid[]) AS token) a
 WHERE m.id = ANY($2::bigint[])
-  AND m.claim_token = ($3::uuid[])[array_position($2::bigint[], m.id)]
-  AND m.scope = $4::text
-RETURNING m.id, ($3::uuid[])[array_position($2::bigint[], m.id)]::uuid AS claim_token
+  AND m.id = a.id
+  AND m.claim_token = a.token
+  AND m.scope = $3::text
+RETURNING m.id, a.token::uuid AS claim_token
 `
 
 type MessageAckManyParams struct {
 	Now         *time.Time
-	Ids         []int64
-	ClaimTokens []pgtype.UUID
+	IDs         []int64
 	Scope       string
+	ClaimTokens []pgtype.UUID
 }
 
 type MessageAckManyRow struct {
@@ -75,19 +77,21 @@ type MessageAckManyRow struct {
 }
 
 // Acks a batch of (id, token) pairs in one statement and returns the pairs
-// that were still held. Each id is matched with the token at the same
-// position. Only claimed rows have a token (pgoutbox_message_claim_check), so
-// the token test stands for status = 'claimed' without letting the planner
-// prefer the lease index (which holds every claim since the last VACUUM)
-// over primary-key lookups. The index scan of id = ANY visits ids in
-// ascending order, so two relays acking overlapping batches (possible only
-// after lost claims) lock in the same order and cannot deadlock.
+// that were still held. Each pair is judged on its own: a stale and the
+// current token of one message in the same batch ack it once, with the
+// current one. Only claimed rows have a token (pgoutbox_message_claim_check),
+// so the token test stands for status = 'claimed' without letting the
+// planner prefer the lease index (which holds every claim since the last
+// VACUUM) over primary-key lookups: id = ANY keeps the scan on the primary
+// key, and its ascending order means two relays acking overlapping batches
+// (possible only after lost claims) lock in the same order and cannot
+// deadlock.
 func (q *Queries) MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error) {
 	rows, err := q.db.Query(ctx, messageAckMany,
 		arg.Now,
-		arg.Ids,
-		arg.ClaimTokens,
+		arg.IDs,
 		arg.Scope,
+		arg.ClaimTokens,
 	)
 	if err != nil {
 		return nil, err
@@ -109,40 +113,45 @@ func (q *Queries) MessageAckMany(ctx context.Context, arg MessageAckManyParams) 
 
 const messageClaim = `-- name: MessageClaim :many
 WITH clock AS (
-    SELECT coalesce($1::timestamptz, now()) AS now,
-           coalesce($1::timestamptz, now())
+    SELECT coalesce($1::timestamptz, statement_timestamp()) AS now,
+           coalesce($1::timestamptz, statement_timestamp())
                + $2::bigint * interval '1 microsecond' AS lease_until
+),
+acks AS (
+    -- Set-returning functions in one select list advance in lockstep.
+    SELECT unnest($3::bigint[]) AS id, unnest($4::uuid[]) AS token
 ),
 expired AS (
     SELECT m.id AS candidate_id,
            m.available_at AS candidate_available_at,
            (m.attempt_count >= m.max_attempts) AS exhausted
     FROM pgoutbox_message m
-    WHERE m.scope = $3::text
-      AND m.lane = $4::text
-      AND m.target = $5::text
+    WHERE m.scope = $5::text
+      AND m.lane = $6::text
+      AND m.target = $7::text
       AND m.status = 'claimed'
       AND m.lease_expires_at <= (SELECT k.now FROM clock k)
+      AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.id = m.id AND a.token = m.claim_token)
     ORDER BY m.available_at, m.id
-    LIMIT $6::integer
+    LIMIT $8::integer
     FOR UPDATE SKIP LOCKED
 ),
 due AS (
     SELECT m.id AS candidate_id,
            m.available_at AS candidate_available_at
     FROM pgoutbox_message m
-    WHERE m.scope = $3::text
-      AND m.lane = $4::text
-      AND m.target = $5::text
+    WHERE m.scope = $5::text
+      AND m.lane = $6::text
+      AND m.target = $7::text
       AND m.status = 'pending'
       AND m.available_at <= (SELECT k.now FROM clock k)
       -- The claimer's cursor: the last (available_at, id) it took from a
       -- backlog. Claimed rows leave dead entries at the head of the due
       -- index until VACUUM; starting past them keeps a long drain from
       -- rereading them on every claim. The start of time scans everything.
-      AND (m.available_at, m.id) > ($7::timestamptz, $8::bigint)
+      AND (m.available_at, m.id) > ($9::timestamptz, $10::bigint)
     ORDER BY m.available_at, m.id
-    LIMIT $6::integer
+    LIMIT $8::integer
     FOR UPDATE SKIP LOCKED
 ),
 picked AS (
@@ -153,7 +162,7 @@ picked AS (
         SELECT d.candidate_id, d.candidate_available_at FROM due d
     ) c
     ORDER BY c.candidate_available_at, c.candidate_id
-    LIMIT $6::integer
+    LIMIT $8::integer
 ),
 dead_lettered AS (
     UPDATE pgoutbox_message m
@@ -177,12 +186,15 @@ acked AS (
         claim_token = NULL,
         lease_expires_at = NULL,
         updated_at = k.now
-    FROM clock k
-    WHERE m.id = ANY($9::bigint[])
-      AND m.claim_token = ($10::uuid[])[array_position($9::bigint[], m.id)]
-      AND m.scope = $3::text
+    FROM clock k, acks a
+    WHERE m.id = ANY($3::bigint[])
+      AND m.id = a.id
+      AND m.claim_token = a.token
+      AND m.scope = $5::text
+    -- claim_token: the token the row was acked with, so the caller knows
+    -- which of its receipts held.
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
-              m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
+              m.attempt_count, m.max_attempts, m.claimed_by, a.token::uuid AS claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at
 ),
 claimed AS (
@@ -219,14 +231,14 @@ ORDER BY status, available_at, id
 type MessageClaimParams struct {
 	Now              *time.Time
 	LeaseMicros      int64
+	AckIDs           []int64
+	AckTokens        []pgtype.UUID
 	Scope            string
 	Lane             string
 	Target           string
 	Max              int32
 	AfterAvailableAt time.Time
 	AfterID          int64
-	AckIds           []int64
-	AckTokens        []pgtype.UUID
 	ConsumerID       string
 }
 
@@ -269,7 +281,11 @@ type MessageClaimRow struct {
 // The same statement acks the claimer's previous successes (@ack_ids with
 // @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
 // that keeps up pays one statement and one commit per batch instead of two.
-// The ack rows are locked in id order (an index scan of id = ANY). The claim
+// A row being acked here is never also a claim candidate: two branches of
+// one statement cannot both update a row (only one update would survive),
+// and a holder whose lease ran out may still ack while nobody has claimed
+// the message since. The ack rows are locked in id order (an index scan of
+// id = ANY). The claim
 // branches almost never wait, but SKIP LOCKED does not promise it: when a
 // candidate's updater commits at the instant the claim locks it, PostgreSQL
 // follows the row's update chain and waits for the next version's locker,
@@ -285,14 +301,14 @@ func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]M
 	rows, err := q.db.Query(ctx, messageClaim,
 		arg.Now,
 		arg.LeaseMicros,
+		arg.AckIDs,
+		arg.AckTokens,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
 		arg.Max,
 		arg.AfterAvailableAt,
 		arg.AfterID,
-		arg.AckIds,
-		arg.AckTokens,
 		arg.ConsumerID,
 	)
 	if err != nil {
@@ -337,7 +353,7 @@ SET status = 'dead_letter',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce($2::timestamptz, now())
+    updated_at = coalesce($2::timestamptz, statement_timestamp())
 WHERE id = $3::bigint
   AND scope = $4::text
   AND status = 'claimed'
@@ -370,24 +386,25 @@ func (q *Queries) MessageDeadLetter(ctx context.Context, arg MessageDeadLetterPa
 
 const messageExtendLeases = `-- name: MessageExtendLeases :many
 WITH clock AS (
-    SELECT coalesce($4::timestamptz, now()) AS now,
-           coalesce($4::timestamptz, now())
+    SELECT coalesce($4::timestamptz, statement_timestamp()) AS now,
+           coalesce($4::timestamptz, statement_timestamp())
                + $5::bigint * interval '1 microsecond' AS lease_until
 )
 UPDATE pgoutbox_message m
 SET lease_expires_at = k.lease_until,
     updated_at = k.now
-FROM clock k
+FROM clock k, (SELECT unnest($1::bigint[]) AS id, unnest($3::uuid[]) AS token) a
 WHERE m.id = ANY($1::bigint[])
-  AND m.claim_token = ($2::uuid[])[array_position($1::bigint[], m.id)]
-  AND m.scope = $3::text
-RETURNING m.id, m.claim_token
+  AND m.id = a.id
+  AND m.claim_token = a.token
+  AND m.scope = $2::text
+RETURNING m.id, a.token::uuid AS claim_token
 `
 
 type MessageExtendLeasesParams struct {
-	Ids         []int64
-	ClaimTokens []pgtype.UUID
+	IDs         []int64
 	Scope       string
+	ClaimTokens []pgtype.UUID
 	Now         *time.Time
 	LeaseMicros int64
 }
@@ -403,9 +420,9 @@ type MessageExtendLeasesRow struct {
 // like MessageAckMany.
 func (q *Queries) MessageExtendLeases(ctx context.Context, arg MessageExtendLeasesParams) ([]MessageExtendLeasesRow, error) {
 	rows, err := q.db.Query(ctx, messageExtendLeases,
-		arg.Ids,
-		arg.ClaimTokens,
+		arg.IDs,
 		arg.Scope,
+		arg.ClaimTokens,
 		arg.Now,
 		arg.LeaseMicros,
 	)
@@ -440,7 +457,7 @@ SET status = CASE
         WHEN NOT ($1::boolean[])[array_position($2::bigint[], m.id)]
              AND NOT ($3::boolean[])[array_position($2::bigint[], m.id)]
              AND m.attempt_count + 1 < m.max_attempts
-        THEN coalesce($4::timestamptz, now())
+        THEN coalesce($4::timestamptz, statement_timestamp())
              + ($5::bigint[])[array_position($2::bigint[], m.id)] * interval '1 microsecond'
         ELSE m.available_at
     END,
@@ -448,7 +465,7 @@ SET status = CASE
         WHEN ($1::boolean[])[array_position($2::bigint[], m.id)] THEN m.last_error
         ELSE ($6::text[])[array_position($2::bigint[], m.id)]
     END,
-    updated_at = coalesce($4::timestamptz, now())
+    updated_at = coalesce($4::timestamptz, statement_timestamp())
 WHERE m.id = ANY($2::bigint[])
   AND m.scope = $7::text
 RETURNING m.id, m.status
@@ -456,7 +473,7 @@ RETURNING m.id, m.status
 
 type MessageFinishLockedParams struct {
 	Oks              []bool
-	Ids              []int64
+	IDs              []int64
 	Permanents       []bool
 	Now              *time.Time
 	RetryAfterMicros []int64
@@ -477,7 +494,7 @@ type MessageFinishLockedRow struct {
 func (q *Queries) MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error) {
 	rows, err := q.db.Query(ctx, messageFinishLocked,
 		arg.Oks,
-		arg.Ids,
+		arg.IDs,
 		arg.Permanents,
 		arg.Now,
 		arg.RetryAfterMicros,
@@ -679,34 +696,35 @@ WITH inserted AS (
     INSERT INTO pgoutbox_message (
         scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
     ) VALUES (
-        $2::text,
         $3::text,
         $4::text,
-        $5::jsonb,
-        coalesce($6::timestamptz, $7::timestamptz, now()),
-        $8::integer,
-        coalesce($7::timestamptz, now()),
-        coalesce($7::timestamptz, now())
+        $5::text,
+        $6::jsonb,
+        coalesce($7::timestamptz, $8::timestamptz, statement_timestamp()),
+        $9::integer,
+        coalesce($8::timestamptz, statement_timestamp()),
+        coalesce($8::timestamptz, statement_timestamp())
     )
     RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
 )
 SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
-       CASE WHEN $1::boolean
-            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+       CASE WHEN $1::text <> ''
+            THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
        END AS notified
 FROM inserted AS pgoutbox_message
 `
 
 type MessageInsertParams struct {
-	Notify      bool
-	Scope       string
-	Lane        string
-	Target      string
-	Payload     json.RawMessage
-	AvailableAt *time.Time
-	Now         *time.Time
-	MaxAttempts int32
+	NotifyPayload string
+	NotifyChannel string
+	Scope         string
+	Lane          string
+	Target        string
+	Payload       json.RawMessage
+	AvailableAt   *time.Time
+	Now           *time.Time
+	MaxAttempts   int32
 }
 
 type MessageInsertRow struct {
@@ -716,14 +734,15 @@ type MessageInsertRow struct {
 
 // Enqueue without a dedupe key: a plain insert, nothing can conflict.
 //
-// With @notify the statement also signals relays LISTENing on channel
-// 'pgoutbox' (payload: scope, lane and target separated by the unit
-// separator, a control character no name may contain). Postgres delivers it
-// at commit, and only then, so a relay never wakes for a message it cannot yet
-// see. The CTE is aliased as the table so sqlc returns the table's model.
+// With a @notify_payload the statement also signals relays LISTENing on
+// @notify_channel (the store decides when to notify and what the payload
+// says; see internal/wakeup). Postgres delivers the notification at commit,
+// and only then, so a relay never wakes for a message it cannot yet see.
+// The CTE is aliased as the table so sqlc returns the table's model.
 func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (MessageInsertRow, error) {
 	row := q.db.QueryRow(ctx, messageInsert,
-		arg.Notify,
+		arg.NotifyPayload,
+		arg.NotifyChannel,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
@@ -760,37 +779,38 @@ WITH inserted AS (
     INSERT INTO pgoutbox_message (
         scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
     ) VALUES (
-        $2::text,
         $3::text,
         $4::text,
-        $5::jsonb,
-        $6::text,
-        coalesce($7::timestamptz, $8::timestamptz, now()),
-        $9::integer,
-        coalesce($8::timestamptz, now()),
-        coalesce($8::timestamptz, now())
+        $5::text,
+        $6::jsonb,
+        $7::text,
+        coalesce($8::timestamptz, $9::timestamptz, statement_timestamp()),
+        $10::integer,
+        coalesce($9::timestamptz, statement_timestamp()),
+        coalesce($9::timestamptz, statement_timestamp())
     )
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
 )
 SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
-       CASE WHEN $1::boolean
-            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+       CASE WHEN $1::text <> ''
+            THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
        END AS notified
 FROM inserted AS pgoutbox_message
 `
 
 type MessageInsertDeduplicatedParams struct {
-	Notify      bool
-	Scope       string
-	Lane        string
-	Target      string
-	Payload     json.RawMessage
-	DedupeKey   string
-	AvailableAt *time.Time
-	Now         *time.Time
-	MaxAttempts int32
+	NotifyPayload string
+	NotifyChannel string
+	Scope         string
+	Lane          string
+	Target        string
+	Payload       json.RawMessage
+	DedupeKey     string
+	AvailableAt   *time.Time
+	Now           *time.Time
+	MaxAttempts   int32
 }
 
 type MessageInsertDeduplicatedRow struct {
@@ -807,7 +827,8 @@ type MessageInsertDeduplicatedRow struct {
 // or returns nothing.
 func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (MessageInsertDeduplicatedRow, error) {
 	row := q.db.QueryRow(ctx, messageInsertDeduplicated,
-		arg.Notify,
+		arg.NotifyPayload,
+		arg.NotifyChannel,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
@@ -841,47 +862,57 @@ func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInse
 }
 
 const messageInsertMany = `-- name: MessageInsertMany :many
-WITH inserted AS (
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest($3::bigint[]) AS k(lock_id)
+),
+inserted AS (
     INSERT INTO pgoutbox_message (
         scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
     )
-    SELECT $2::text,
+    SELECT $4::text,
            d.lane,
            d.target,
            d.payload,
            nullif(d.dedupe_key, ''),
            CASE WHEN d.has_available_at THEN d.available_at
-                ELSE coalesce($3::timestamptz, now())
+                ELSE coalesce($5::timestamptz, statement_timestamp())
            END,
            d.max_attempts,
-           coalesce($3::timestamptz, now()),
-           coalesce($3::timestamptz, now())
+           coalesce($5::timestamptz, statement_timestamp()),
+           coalesce($5::timestamptz, statement_timestamp())
     FROM (
         -- Set-returning functions in one select list advance in lockstep.
-        SELECT unnest($4::text[]) AS lane,
-               unnest($5::text[]) AS target,
-               unnest($6::jsonb[]) AS payload,
-               unnest($7::text[]) AS dedupe_key,
-               unnest($8::timestamptz[]) AS available_at,
-               unnest($9::boolean[]) AS has_available_at,
-               unnest($10::integer[]) AS max_attempts,
-               generate_subscripts($4::text[], 1) AS ordinal
+        SELECT unnest($6::text[]) AS lane,
+               unnest($7::text[]) AS target,
+               unnest($8::jsonb[]) AS payload,
+               unnest($9::text[]) AS dedupe_key,
+               unnest($10::timestamptz[]) AS available_at,
+               unnest($11::boolean[]) AS has_available_at,
+               unnest($12::integer[]) AS max_attempts,
+               generate_subscripts($6::text[], 1) AS ordinal
     ) d
+    CROSS JOIN locked l
+    WHERE l.n >= 0
     ORDER BY d.ordinal
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
 )
 SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
-       CASE WHEN $1::boolean
-            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
-            ELSE false
-       END AS notified
+       n.notified::bigint AS notified
 FROM inserted AS pgoutbox_message
+CROSS JOIN (
+    SELECT count(*) FILTER (WHERE pg_notify($1::text, p.payload) IS NOT NULL) AS notified
+    FROM unnest($2::text[]) AS p(payload)
+    WHERE EXISTS (SELECT 1 FROM inserted)
+) n
 ORDER BY pgoutbox_message.id
 `
 
 type MessageInsertManyParams struct {
-	Notify         bool
+	NotifyChannel  string
+	NotifyPayloads []string
+	LockIDs        []int64
 	Scope          string
 	Now            *time.Time
 	Lanes          []string
@@ -895,7 +926,7 @@ type MessageInsertManyParams struct {
 
 type MessageInsertManyRow struct {
 	PgoutboxMessage PgoutboxMessage
-	Notified        bool
+	Notified        int64
 }
 
 // Enqueue a batch in one statement: one array per column, unnested in input
@@ -903,12 +934,24 @@ type MessageInsertManyRow struct {
 // rows that come back sorted by id line up with the drafts that were
 // inserted. ” in @dedupe_keys means no key; @has_available_at false means
 // now. Keys already taken (or repeated in the batch) insert nothing; the
-// caller reads their holders with MessageGetByDedupeKeys. Notifications are
-// one per (scope, lane, target): Postgres folds identical ones in a
-// transaction.
+// caller reads their holders with MessageGetByDedupeKeys.
+//
+// Before inserting, the statement takes transaction-scoped advisory locks on
+// @lock_ids (the batch's keys, ascending: see internal/keylock). Two batches
+// that share dedupe keys in another order would otherwise each insert some
+// keys and wait on the other's uncommitted rows for the rest: a deadlock.
+// Taken in one global order, the second batch waits for the first to commit
+// before inserting anything, then finds its keys held. The CTE is scanned
+// before the first row is formed, so every lock is held before any id is
+// drawn.
+// One notification per payload the caller passed (one per distinct scope,
+// lane and target it wants to wake), sent once, and only when the statement
+// inserted something: a fully deduplicated batch notifies nobody.
 func (q *Queries) MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error) {
 	rows, err := q.db.Query(ctx, messageInsertMany,
-		arg.Notify,
+		arg.NotifyChannel,
+		arg.NotifyPayloads,
+		arg.LockIDs,
 		arg.Scope,
 		arg.Now,
 		arg.Lanes,
@@ -1030,7 +1073,7 @@ WHERE m.scope = $1::text
   AND m.lane = $2::text
   AND m.target = $3::text
   AND m.status = 'pending'
-  AND m.available_at <= coalesce($4::timestamptz, now())
+  AND m.available_at <= coalesce($4::timestamptz, statement_timestamp())
   AND (m.available_at, m.id) > ($5::timestamptz, $6::bigint)
   -- SKIP LOCKED does not skip rows this transaction already locked: a
   -- second lock in the same batch names the first one's rows.
@@ -1047,7 +1090,7 @@ type MessageLockDueParams struct {
 	Now              *time.Time
 	AfterAvailableAt time.Time
 	AfterID          int64
-	LockedIds        []int64
+	LockedIDs        []int64
 	Max              int32
 }
 
@@ -1064,7 +1107,7 @@ func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) 
 		arg.Now,
 		arg.AfterAvailableAt,
 		arg.AfterID,
-		arg.LockedIds,
+		arg.LockedIDs,
 		arg.Max,
 	)
 	if err != nil {
@@ -1109,7 +1152,7 @@ SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pe
         WHEN attempt_count >= max_attempts THEN available_at
         ELSE coalesce(
             $1::timestamptz,
-            coalesce($2::timestamptz, now())
+            coalesce($2::timestamptz, statement_timestamp())
                 + coalesce($3::bigint, 0) * interval '1 microsecond'
         )
     END,
@@ -1117,7 +1160,7 @@ SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pe
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce($2::timestamptz, now())
+    updated_at = coalesce($2::timestamptz, statement_timestamp())
 WHERE id = $5::bigint
   AND scope = $6::text
   AND status = 'claimed'
@@ -1155,9 +1198,49 @@ func (q *Queries) MessageNack(ctx context.Context, arg MessageNackParams) (strin
 	return status, err
 }
 
+const messageNextDue = `-- name: MessageNextDue :one
+WITH clock AS (
+    SELECT coalesce($4::timestamptz, statement_timestamp()) AS now
+)
+SELECT (extract(epoch FROM (m.available_at - k.now)) * 1000000)::bigint AS micros
+FROM pgoutbox_message m, clock k
+WHERE m.scope = $1::text
+  AND m.lane = $2::text
+  AND m.target = $3::text
+  AND m.status = 'pending'
+  AND m.available_at > k.now
+ORDER BY m.available_at
+LIMIT 1
+`
+
+type MessageNextDueParams struct {
+	Scope  string
+	Lane   string
+	Target string
+	Now    *time.Time
+}
+
+// How long, in microseconds on the store's clock, until the earliest pending
+// message of one (scope, lane, target) that is not yet due becomes due. An
+// idle relay sleeps until then instead of until its next poll: a NOTIFY
+// fires at commit, before a delayed message is due, and nothing else would
+// wake the relay at its due time. One probe of the due index; no row when
+// nothing is scheduled.
+func (q *Queries) MessageNextDue(ctx context.Context, arg MessageNextDueParams) (int64, error) {
+	row := q.db.QueryRow(ctx, messageNextDue,
+		arg.Scope,
+		arg.Lane,
+		arg.Target,
+		arg.Now,
+	)
+	var micros int64
+	err := row.Scan(&micros)
+	return micros, err
+}
+
 const messagePurge = `-- name: MessagePurge :one
 WITH cutoff AS (
-    SELECT coalesce($1::timestamptz, now())
+    SELECT coalesce($1::timestamptz, statement_timestamp())
                - $2::bigint * interval '1 microsecond' AS at
 ),
 batch AS (
@@ -1224,7 +1307,7 @@ SELECT count(*)::bigint
 FROM pgoutbox_message
 WHERE scope = $1::text
   AND status = ANY($2::text[])
-  AND updated_at < coalesce($3::timestamptz, now())
+  AND updated_at < coalesce($3::timestamptz, statement_timestamp())
                    - $4::bigint * interval '1 microsecond'
 `
 
@@ -1252,8 +1335,8 @@ const messageRedriveByIDs = `-- name: MessageRedriveByIDs :many
 UPDATE pgoutbox_message
 SET status = 'pending',
     attempt_count = 0,
-    available_at = coalesce($1::timestamptz, now()),
-    updated_at = coalesce($1::timestamptz, now())
+    available_at = coalesce($1::timestamptz, statement_timestamp()),
+    updated_at = coalesce($1::timestamptz, statement_timestamp())
 WHERE id = ANY($2::bigint[])
   AND scope = $3::text
   AND status = 'dead_letter'
@@ -1262,7 +1345,7 @@ RETURNING id
 
 type MessageRedriveByIDsParams struct {
 	Now   *time.Time
-	Ids   []int64
+	IDs   []int64
 	Scope string
 }
 
@@ -1271,7 +1354,7 @@ type MessageRedriveByIDsParams struct {
 // compares the ids returned with the ids asked for. last_error stays as the
 // record of why the message died.
 func (q *Queries) MessageRedriveByIDs(ctx context.Context, arg MessageRedriveByIDsParams) ([]int64, error) {
-	rows, err := q.db.Query(ctx, messageRedriveByIDs, arg.Now, arg.Ids, arg.Scope)
+	rows, err := q.db.Query(ctx, messageRedriveByIDs, arg.Now, arg.IDs, arg.Scope)
 	if err != nil {
 		return nil, err
 	}
@@ -1294,8 +1377,8 @@ const messageRedriveByLaneTarget = `-- name: MessageRedriveByLaneTarget :many
 UPDATE pgoutbox_message m
 SET status = 'pending',
     attempt_count = 0,
-    available_at = coalesce($1::timestamptz, now()),
-    updated_at = coalesce($1::timestamptz, now())
+    available_at = coalesce($1::timestamptz, statement_timestamp()),
+    updated_at = coalesce($1::timestamptz, statement_timestamp())
 WHERE m.id IN (
     SELECT d.id
     FROM pgoutbox_message d
@@ -1353,7 +1436,7 @@ func (q *Queries) MessageRedriveByLaneTarget(ctx context.Context, arg MessageRed
 
 const messageStats = `-- name: MessageStats :many
 WITH clock AS (
-    SELECT coalesce($1::timestamptz, now()) AS now
+    SELECT coalesce($1::timestamptz, statement_timestamp()) AS now
 ),
 pending AS (
     SELECT p.lane, p.target, count(*) AS n,
@@ -1404,7 +1487,7 @@ LEFT JOIN pending p ON p.lane = k.lane AND p.target = k.target
 LEFT JOIN claimed c ON c.lane = k.lane AND c.target = k.target
 LEFT JOIN dead d ON d.lane = k.lane AND d.target = k.target
 LEFT JOIN delivered v ON v.lane = k.lane AND v.target = k.target
-ORDER BY k.lane, k.target
+ORDER BY k.lane COLLATE "C", k.target COLLATE "C"
 `
 
 type MessageStatsParams struct {
@@ -1432,6 +1515,8 @@ type MessageStatsRow struct {
 // pgoutbox_message_lease_idx, dead letters from
 // pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
 // @with_delivered is set, as that reads the whole table.
+// Byte order, whatever the database's collation: the same on every server
+// (and in memstore), so outputs compare and scripts can rely on it.
 func (q *Queries) MessageStats(ctx context.Context, arg MessageStatsParams) ([]MessageStatsRow, error) {
 	rows, err := q.db.Query(ctx, messageStats, arg.Now, arg.Scope, arg.WithDelivered)
 	if err != nil {

@@ -14,13 +14,15 @@ type Querier interface {
 	// claimed the message since; the work is done, and acking spares a redelivery.
 	MessageAck(ctx context.Context, arg MessageAckParams) (int64, error)
 	// Acks a batch of (id, token) pairs in one statement and returns the pairs
-	// that were still held. Each id is matched with the token at the same
-	// position. Only claimed rows have a token (pgoutbox_message_claim_check), so
-	// the token test stands for status = 'claimed' without letting the planner
-	// prefer the lease index (which holds every claim since the last VACUUM)
-	// over primary-key lookups. The index scan of id = ANY visits ids in
-	// ascending order, so two relays acking overlapping batches (possible only
-	// after lost claims) lock in the same order and cannot deadlock.
+	// that were still held. Each pair is judged on its own: a stale and the
+	// current token of one message in the same batch ack it once, with the
+	// current one. Only claimed rows have a token (pgoutbox_message_claim_check),
+	// so the token test stands for status = 'claimed' without letting the
+	// planner prefer the lease index (which holds every claim since the last
+	// VACUUM) over primary-key lookups: id = ANY keeps the scan on the primary
+	// key, and its ascending order means two relays acking overlapping batches
+	// (possible only after lost claims) lock in the same order and cannot
+	// deadlock.
 	MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error)
 	// Claims up to @max messages of one (scope, lane, target) in one statement.
 	//
@@ -40,7 +42,11 @@ type Querier interface {
 	// The same statement acks the claimer's previous successes (@ack_ids with
 	// @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
 	// that keeps up pays one statement and one commit per batch instead of two.
-	// The ack rows are locked in id order (an index scan of id = ANY). The claim
+	// A row being acked here is never also a claim candidate: two branches of
+	// one statement cannot both update a row (only one update would survive),
+	// and a holder whose lease ran out may still ack while nobody has claimed
+	// the message since. The ack rows are locked in id order (an index scan of
+	// id = ANY). The claim
 	// branches almost never wait, but SKIP LOCKED does not promise it: when a
 	// candidate's updater commits at the instant the claim locks it, PostgreSQL
 	// follows the row's update chain and waits for the next version's locker,
@@ -78,11 +84,11 @@ type Querier interface {
 	MessageGetByDedupeKeys(ctx context.Context, arg MessageGetByDedupeKeysParams) ([]MessageGetByDedupeKeysRow, error)
 	// Enqueue without a dedupe key: a plain insert, nothing can conflict.
 	//
-	// With @notify the statement also signals relays LISTENing on channel
-	// 'pgoutbox' (payload: scope, lane and target separated by the unit
-	// separator, a control character no name may contain). Postgres delivers it
-	// at commit, and only then, so a relay never wakes for a message it cannot yet
-	// see. The CTE is aliased as the table so sqlc returns the table's model.
+	// With a @notify_payload the statement also signals relays LISTENing on
+	// @notify_channel (the store decides when to notify and what the payload
+	// says; see internal/wakeup). Postgres delivers the notification at commit,
+	// and only then, so a relay never wakes for a message it cannot yet see.
+	// The CTE is aliased as the table so sqlc returns the table's model.
 	MessageInsert(ctx context.Context, arg MessageInsertParams) (MessageInsertRow, error)
 	// Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
 	// unique index raise: a unique violation would abort the caller's transaction,
@@ -97,9 +103,19 @@ type Querier interface {
 	// rows that come back sorted by id line up with the drafts that were
 	// inserted. '' in @dedupe_keys means no key; @has_available_at false means
 	// now. Keys already taken (or repeated in the batch) insert nothing; the
-	// caller reads their holders with MessageGetByDedupeKeys. Notifications are
-	// one per (scope, lane, target): Postgres folds identical ones in a
-	// transaction.
+	// caller reads their holders with MessageGetByDedupeKeys.
+	//
+	// Before inserting, the statement takes transaction-scoped advisory locks on
+	// @lock_ids (the batch's keys, ascending: see internal/keylock). Two batches
+	// that share dedupe keys in another order would otherwise each insert some
+	// keys and wait on the other's uncommitted rows for the rest: a deadlock.
+	// Taken in one global order, the second batch waits for the first to commit
+	// before inserting anything, then finds its keys held. The CTE is scanned
+	// before the first row is formed, so every lock is held before any id is
+	// drawn.
+	// One notification per payload the caller passed (one per distinct scope,
+	// lane and target it wants to wake), sent once, and only when the statement
+	// inserted something: a fully deduplicated batch notifies nobody.
 	MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error)
 	// Operator listing: optional status, lane and target filters, keyset
 	// pagination by id (pass the last id of the previous page; 0 for the first),
@@ -117,6 +133,13 @@ type Querier interface {
 	// last due. A delay measured from the database's clock keeps backoff right
 	// on hosts whose clocks are off. No row back means the claim was lost.
 	MessageNack(ctx context.Context, arg MessageNackParams) (string, error)
+	// How long, in microseconds on the store's clock, until the earliest pending
+	// message of one (scope, lane, target) that is not yet due becomes due. An
+	// idle relay sleeps until then instead of until its next poll: a NOTIFY
+	// fires at commit, before a delayed message is due, and nothing else would
+	// wake the relay at its due time. One probe of the due index; no row when
+	// nothing is scheduled.
+	MessageNextDue(ctx context.Context, arg MessageNextDueParams) (int64, error)
 	// Deletes one batch of finished messages (status in @statuses) last
 	// updated more than @older_than_micros ago on the store's clock, walking the primary key upwards from @after_id so
 	// that a purge visits each row once however many batches it takes. Returns
@@ -143,13 +166,28 @@ type Querier interface {
 	// pgoutbox_message_lease_idx, dead letters from
 	// pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
 	// @with_delivered is set, as that reads the whole table.
+	// Byte order, whatever the database's collation: the same on every server
+	// (and in memstore), so outputs compare and scripts can rely on it.
 	MessageStats(ctx context.Context, arg MessageStatsParams) ([]MessageStatsRow, error)
 	// Subscribes the session to the channel the enqueue statements notify on
-	// (see MessageInsert). Postgres delivers a notification only after the
+	// (internal/wakeup.Channel). Postgres delivers a notification only after the
 	// notifying transaction commits, so a woken relay always finds the message.
 	NotifyListen(ctx context.Context) error
+	// A notification of its own, for an enqueue that committed without one when
+	// the relays' follow-up to the last notification may already have passed
+	// (see internal/wakeup.Limiter).
+	NotifySend(ctx context.Context, arg NotifySendParams) error
 	// The settings a benchmark figure depends on, reported next to it.
 	ServerSettings(ctx context.Context) (ServerSettingsRow, error)
+	// Lock mode: bounds how long the batch's transaction may sit idle before the
+	// server ends it (releasing its row locks and the xmin horizon it holds), for
+	// this transaction only. It overrides a shorter server or role setting that
+	// would end a healthy batch while its handlers run.
+	SessionIdleTimeoutSet(ctx context.Context, timeoutMs int64) error
+	// Whether the session can write. After a failover the old primary may keep
+	// answering on existing sessions, read-only; a LISTEN there hears nothing
+	// ever again, so the relay's notifier reconnects when this says true.
+	SessionReadOnly(ctx context.Context) (bool, error)
 }
 
 var _ Querier = (*Queries)(nil)

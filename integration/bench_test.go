@@ -130,7 +130,7 @@ func BenchmarkClaimAndAck100(b *testing.B) {
 	base := func(int) {
 		rows, err := q.MessageClaim(ctx, db.MessageClaimParams{
 			LeaseMicros: time.Minute.Microseconds(), Lane: "bench", Target: "base", Max: batch,
-			AfterAvailableAt: start, AfterID: startID, AckIds: baseIDs, AckTokens: baseTokens, ConsumerID: "bench",
+			AfterAvailableAt: start, AfterID: startID, AckIDs: baseIDs, AckTokens: baseTokens, ConsumerID: "bench",
 		})
 		if err != nil {
 			b.Fatal(err)

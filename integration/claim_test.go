@@ -399,3 +399,38 @@ func TestClaimCursorFindsMessagesBehindIt(t *testing.T) {
 		}
 	}
 }
+
+// Stragglers behind the cursor wait at most one rescan interval (a second)
+// to be found, and then go out at the full claim rate, however many there
+// are: a backlog of 1,600, claims of 40 every 100 ms, and 120 messages
+// enqueued behind the cursor all come out within 1.3 s. (A cursor that went
+// back to itself after each rescan let out 40 a second: at 1.0, 2.0 and
+// 3.1 s.)
+func TestClaimCursorDrainsStragglersAtFullRate(t *testing.T) {
+	c := newClock()
+	f := newFixture(t, outbox.WithClock(c.Now), outbox.WithNotify(false))
+	const batch = 40
+	f.fill(f.store, 1600, draft(`{}`))
+	claim := func() []outbox.Message {
+		got := f.claim(f.store, claimReq(batch, time.Hour, "c"))
+		c.Advance(100 * time.Millisecond)
+		return got
+	}
+	claim()
+	claim() // the cursor now serves
+	late := draft(`"late"`)
+	late.AvailableAt = c.Now().Add(-time.Hour)
+	stragglers := map[string]bool{}
+	for range 120 {
+		stragglers[f.enqueue(f.store, late).ID] = true
+	}
+	start := c.Now()
+	for elapsed := time.Duration(0); len(stragglers) > 0; elapsed = c.Now().Sub(start) {
+		if elapsed > 1300*time.Millisecond {
+			t.Fatalf("%d of 120 stragglers still waiting after %s", len(stragglers), elapsed)
+		}
+		for _, m := range claim() {
+			delete(stragglers, m.ID)
+		}
+	}
+}

@@ -7,33 +7,71 @@ import (
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
-// By default every timestamp is the database's: inside a transaction it is
-// exactly that transaction's now(), whatever the Go process's clock says.
-func TestDefaultClockIsTheDatabases(t *testing.T) {
+// By default every timestamp is the database's, taken when the statement
+// runs: inside a long transaction a lease starts when the claim runs, not
+// when the transaction began (now() would be the transaction's start), and
+// an enqueue's created_at is when it was enqueued.
+func TestDefaultClockIsTheStatementsTime(t *testing.T) {
 	f := newFixture(t)
 	tx, err := f.pool.Begin(f.ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = tx.Rollback(f.ctx) }()
-	var txNow time.Time
-	if err := tx.QueryRow(f.ctx, "SELECT now()").Scan(&txNow); err != nil {
+	var txStart time.Time
+	if err := tx.QueryRow(f.ctx, "SELECT now()").Scan(&txStart); err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(300 * time.Millisecond) // other work in the transaction
 	s := f.store.WithTx(tx)
 	m, err := s.Enqueue(f.ctx, draft(`{}`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !m.Message.CreatedAt.Equal(txNow) || !m.Message.AvailableAt.Equal(txNow) {
-		t.Errorf("created %v, available %v; the transaction's now() is %v", m.Message.CreatedAt, m.Message.AvailableAt, txNow)
+	if d := m.Message.CreatedAt.Sub(txStart); d < 300*time.Millisecond || !m.Message.AvailableAt.Equal(m.Message.CreatedAt) {
+		t.Errorf("created %s after the transaction began (want the enqueue's own time, 300 ms later); available %v", d, m.Message.AvailableAt)
+	}
+	time.Sleep(300 * time.Millisecond)
+	var before, after time.Time
+	if err := tx.QueryRow(f.ctx, "SELECT clock_timestamp()").Scan(&before); err != nil {
+		t.Fatal(err)
 	}
 	got, err := s.Claim(f.ctx, claimReq(1, 90*time.Second, "c"))
 	if err != nil || len(got) != 1 {
 		t.Fatal(got, err)
 	}
-	if !got[0].LeaseExpiresAt.Equal(txNow.Add(90 * time.Second)) {
-		t.Errorf("lease expires %v, want the database's now() + 90s = %v", got[0].LeaseExpiresAt, txNow.Add(90*time.Second))
+	if err := tx.QueryRow(f.ctx, "SELECT clock_timestamp()").Scan(&after); err != nil {
+		t.Fatal(err)
+	}
+	if start := got[0].LeaseExpiresAt.Add(-90 * time.Second); start.Before(before) || start.After(after) {
+		t.Errorf("lease starts %v, want the claim's own time, between %v and %v", start, before, after)
+	}
+}
+
+// The field report (against Que and lib/pq): a consumer claims inside a
+// transaction that began 1.5 s earlier, with a 1 s lease, and commits. A
+// lease measured from BEGIN had already expired, and a second consumer took
+// the message at once; measured from the claim, it holds.
+func TestLeaseTakenInALongTransactionHolds(t *testing.T) {
+	f := newFixture(t)
+	m := f.enqueue(f.store, draft(`{}`))
+	tx, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(f.ctx) }()
+	if _, err := tx.Exec(f.ctx, "SELECT pg_sleep(1.5)"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := f.store.WithTx(tx).Claim(f.ctx, claimReq(1, time.Second, "first"))
+	if err != nil || len(got) != 1 || got[0].ID != m.ID {
+		t.Fatal(got, err)
+	}
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if stolen := f.claim(f.store, claimReq(1, time.Second, "second")); len(stolen) != 0 {
+		t.Fatalf("a second consumer took a message whose lease was taken a moment ago: %+v", stolen[0])
 	}
 }
 

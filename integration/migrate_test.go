@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"sync"
 	"testing"
 
@@ -142,5 +143,22 @@ func TestGooseCLIPathAgreesWithMigrate(t *testing.T) {
 	}
 	if tableExists(t, db, "pgoutbox_message") {
 		t.Fatal("goose down left the table")
+	}
+}
+
+// A database that is not UTF8 is refused before anything is created: in
+// SQL_ASCII, {"a":"\u00e9"} (and \u2028, which Go's json.Marshal emits)
+// would pass validation and then fail at insert time with SQLSTATE 0A000,
+// aborting the producer's transaction.
+func TestMigrateRefusesANonUTF8Database(t *testing.T) {
+	t.Parallel()
+	d := pgtest.NewEncodedDB(t, "SQL_ASCII")
+	db := openSQL(t, d.URL)
+	err := outbox.Migrate(t.Context(), db)
+	if err == nil || !strings.Contains(err.Error(), "UTF8") || !strings.Contains(err.Error(), "SQL_ASCII") {
+		t.Fatalf("Migrate on SQL_ASCII: %v, want a refusal naming the encodings", err)
+	}
+	if tableExists(t, db, "pgoutbox_message") {
+		t.Fatal("the refused migration created the table")
 	}
 }

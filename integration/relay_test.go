@@ -434,7 +434,7 @@ func TestRelayConfigValidation(t *testing.T) {
 		"target":             {Lane: "l", Target: " ", Handler: ok},
 		"concurrency":        {Lane: "l", Target: "t", Handler: ok, Concurrency: -1},
 		"lease":              {Lane: "l", Target: "t", Handler: ok, Lease: -time.Second},
-		"heartbeat_interval": {Lane: "l", Target: "t", Handler: ok, Lease: time.Second, HeartbeatInterval: 2 * time.Second},
+		"heartbeat_interval": {Lane: "l", Target: "t", Handler: ok, Lease: time.Second, HeartbeatInterval: 900 * time.Millisecond},
 		"limit":              {Lane: "l", Target: "t", Handler: ok, BatchSize: outbox.MaxClaimLimit + 1},
 		"consumer_id":        {Lane: "l", Target: "t", Handler: ok, ConsumerID: "a\nb"},
 		"poll_interval":      {Lane: "l", Target: "t", Handler: ok, PollInterval: time.Nanosecond},

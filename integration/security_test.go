@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/pgoutbox/pgoutbox/internal/pgtest"
+	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/outbox"
 	"github.com/pgoutbox/pgoutbox/relay"
 )
@@ -299,7 +300,7 @@ func TestHostileStringsStoredVerbatimOrRefused(t *testing.T) {
 				if _, err := store.Nack(f.ctx, m.ID, m.ClaimToken, s, time.Now().Add(time.Hour)); err != nil {
 					t.Errorf("reason %q: %v", s, err)
 				}
-				if back := f.get(store, m.ID).LastError; back != outbox.CleanReason(s) {
+				if back := f.get(store, m.ID).LastError; back != validate.CleanReason(s) {
 					t.Errorf("reason %q stored as %q", s, back)
 				}
 			} else {

@@ -16,11 +16,14 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
+	"github.com/pgoutbox/pgoutbox/internal/validate"
+	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/relay"
 )
 
 // Store is an in-memory outbox store. The zero value is not usable; call New.
@@ -36,7 +39,7 @@ type state struct {
 	nextID int64
 	rows   map[int64]*outbox.Message
 	scopes map[int64]string
-	subs   map[string]map[chan struct{}]struct{}
+	subs   map[string]map[chan relay.Wakeup]struct{}
 }
 
 // Option configures a Store.
@@ -54,7 +57,7 @@ func WithClock(now func() time.Time) Option {
 
 // New returns an empty store.
 func New(opts ...Option) *Store {
-	st := &state{clock: time.Now, rows: map[int64]*outbox.Message{}, scopes: map[int64]string{}, subs: map[string]map[chan struct{}]struct{}{}}
+	st := &state{clock: time.Now, rows: map[int64]*outbox.Message{}, scopes: map[int64]string{}, subs: map[string]map[chan relay.Wakeup]struct{}{}}
 	for _, o := range opts {
 		o(st)
 	}
@@ -63,12 +66,12 @@ func New(opts ...Option) *Store {
 
 // Scoped returns a view of one tenant scope, as outbox.PostgresStore.Scoped.
 func (s *Store) Scoped(scope string) (*Store, error) {
-	if err := outbox.ValidateScope(scope); err != nil {
+	if err := validate.Scope(scope); err != nil {
 		return nil, fmt.Errorf("memstore: scoped: %w", err)
 	}
 	if s.scope != "" {
-		return nil, fmt.Errorf("memstore: scoped: %w", &outbox.ValidationError{
-			Field: "scope", Reason: fmt.Sprintf("the store is already scoped to %q and scopes do not nest", s.scope)})
+		return nil, fmt.Errorf("memstore: scoped: %w",
+			validate.Invalid("scope", "the store is already scoped to %q and scopes do not nest", s.scope))
 	}
 	return &Store{st: s.st, scope: scope}, nil
 }
@@ -92,9 +95,8 @@ func (s *Store) Enqueue(ctx context.Context, d outbox.Draft) (outbox.EnqueueResu
 
 // EnqueueMany stores a batch atomically, as outbox.PostgresStore.EnqueueMany.
 func (s *Store) EnqueueMany(_ context.Context, drafts []outbox.Draft) ([]outbox.EnqueueResult, error) {
-	if len(drafts) > outbox.MaxBatch {
-		return nil, fmt.Errorf("memstore: enqueue many: %w", &outbox.ValidationError{
-			Field: "drafts", Reason: fmt.Sprintf("at most %d per call, got %d", outbox.MaxBatch, len(drafts))})
+	if err := validate.BatchSize("drafts", len(drafts)); err != nil {
+		return nil, fmt.Errorf("memstore: enqueue many: %w", err)
 	}
 	for i, d := range drafts {
 		if err := d.Validate(); err != nil {
@@ -126,7 +128,7 @@ func (s *Store) EnqueueMany(_ context.Context, drafts []outbox.Draft) ([]outbox.
 			available = d.AvailableAt.Truncate(time.Microsecond)
 		}
 		m := &outbox.Message{
-			ID: strconv.FormatInt(st.nextID+int64(len(fresh))+1, 10), Lane: d.Lane, Target: d.Target,
+			ID: msgid.Format(st.nextID + int64(len(fresh)) + 1), Lane: d.Lane, Target: d.Target,
 			Payload: slices.Clone(d.Payload), DedupeKey: d.DedupeKey, Status: outbox.StatusPending,
 			AvailableAt: available, MaxAttempts: maxAttempts, CreatedAt: now, UpdatedAt: now,
 		}
@@ -275,8 +277,8 @@ func (st *state) oldest(ids []int64, n int) []int64 {
 
 // held returns the message a receipt holds in this scope, or nil.
 func (s *Store) held(id, token string) *outbox.Message {
-	key, err := strconv.ParseInt(id, 10, 64)
-	if err != nil {
+	key, ok := msgid.Parse(id)
+	if !ok {
 		return nil
 	}
 	m := s.st.rows[key]
@@ -288,7 +290,7 @@ func (s *Store) held(id, token string) *outbox.Message {
 
 // Ack implements outbox.Store.
 func (s *Store) Ack(ctx context.Context, id, claimToken string) (bool, error) {
-	if err := outbox.ValidateReceipt(id, claimToken); err != nil {
+	if err := validate.Receipt(id, claimToken); err != nil {
 		return false, fmt.Errorf("memstore: ack: %w", err)
 	}
 	ok, err := s.AckMany(ctx, []outbox.Receipt{{ID: id, ClaimToken: claimToken}})
@@ -326,11 +328,11 @@ func (s *Store) AckMany(_ context.Context, receipts []outbox.Receipt) ([]bool, e
 
 // Nack implements outbox.Store.
 func (s *Store) Nack(_ context.Context, id, claimToken, reason string, retryAt time.Time) (outbox.NackOutcome, error) {
-	if err := outbox.ValidateReceipt(id, claimToken); err != nil {
+	if err := validate.Receipt(id, claimToken); err != nil {
 		return 0, fmt.Errorf("memstore: nack: %w", err)
 	}
 	if !retryAt.IsZero() {
-		if err := outbox.ValidateRetryTime(retryAt); err != nil {
+		if err := validate.Time("retry_at", retryAt); err != nil {
 			return 0, fmt.Errorf("memstore: nack: %w", err)
 		}
 	}
@@ -345,10 +347,10 @@ func (s *Store) Nack(_ context.Context, id, claimToken, reason string, retryAt t
 // NackAfter is Nack with a delay on the store's clock, as
 // outbox.PostgresStore.NackAfter.
 func (s *Store) NackAfter(_ context.Context, id, claimToken, reason string, delay time.Duration) (outbox.NackOutcome, error) {
-	if err := outbox.ValidateReceipt(id, claimToken); err != nil {
+	if err := validate.Receipt(id, claimToken); err != nil {
 		return 0, fmt.Errorf("memstore: nack: %w", err)
 	}
-	if err := outbox.ValidateRetryDelay(delay); err != nil {
+	if err := validate.RetryDelay(delay); err != nil {
 		return 0, fmt.Errorf("memstore: nack: %w", err)
 	}
 	return s.nack(id, claimToken, reason, func(now time.Time) time.Time {
@@ -365,7 +367,7 @@ func (s *Store) nack(id, token, reason string, retryAt func(now time.Time) time.
 		return outbox.NackLostClaim
 	}
 	now := st.now()
-	m.LastError, m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = outbox.CleanReason(reason), "", "", time.Time{}, now
+	m.LastError, m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = validate.CleanReason(reason), "", "", time.Time{}, now
 	if m.AttemptCount >= m.MaxAttempts {
 		m.Status = outbox.StatusDeadLetter
 		return outbox.NackDeadLettered
@@ -376,7 +378,7 @@ func (s *Store) nack(id, token, reason string, retryAt func(now time.Time) time.
 
 // DeadLetter is a permanent failure, as outbox.PostgresStore.DeadLetter.
 func (s *Store) DeadLetter(_ context.Context, id, claimToken, reason string) (bool, error) {
-	if err := outbox.ValidateReceipt(id, claimToken); err != nil {
+	if err := validate.Receipt(id, claimToken); err != nil {
 		return false, fmt.Errorf("memstore: dead-letter: %w", err)
 	}
 	st := s.st
@@ -386,14 +388,14 @@ func (s *Store) DeadLetter(_ context.Context, id, claimToken, reason string) (bo
 	if m == nil {
 		return false, nil
 	}
-	m.Status, m.LastError = outbox.StatusDeadLetter, outbox.CleanReason(reason)
+	m.Status, m.LastError = outbox.StatusDeadLetter, validate.CleanReason(reason)
 	m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = "", "", time.Time{}, st.now()
 	return true, nil
 }
 
 // ExtendLease extends one claim's lease, as outbox.PostgresStore.ExtendLease.
 func (s *Store) ExtendLease(ctx context.Context, id, claimToken string, lease time.Duration) (bool, error) {
-	if err := outbox.ValidateReceipt(id, claimToken); err != nil {
+	if err := validate.Receipt(id, claimToken); err != nil {
 		return false, fmt.Errorf("memstore: extend lease: %w", err)
 	}
 	ok, err := s.ExtendLeases(ctx, []outbox.Receipt{{ID: id, ClaimToken: claimToken}}, lease)
@@ -405,7 +407,7 @@ func (s *Store) ExtendLease(ctx context.Context, id, claimToken string, lease ti
 
 // ExtendLeases extends a batch of leases, as outbox.PostgresStore.ExtendLeases.
 func (s *Store) ExtendLeases(_ context.Context, receipts []outbox.Receipt, lease time.Duration) ([]bool, error) {
-	if err := outbox.ValidateLease(lease); err != nil {
+	if err := validate.Lease(lease); err != nil {
 		return nil, fmt.Errorf("memstore: extend lease: %w", err)
 	}
 	if err := checkReceipts(receipts); err != nil {
@@ -426,16 +428,12 @@ func (s *Store) ExtendLeases(_ context.Context, receipts []outbox.Receipt, lease
 }
 
 func checkReceipts(receipts []outbox.Receipt) error {
-	if len(receipts) > outbox.MaxBatch {
-		return &outbox.ValidationError{Field: "receipts", Reason: fmt.Sprintf("at most %d per call, got %d", outbox.MaxBatch, len(receipts))}
+	if err := validate.BatchSize("receipts", len(receipts)); err != nil {
+		return err
 	}
 	for i, rc := range receipts {
-		if err := outbox.ValidateReceipt(rc.ID, rc.ClaimToken); err != nil {
-			var verr *outbox.ValidationError
-			if errors.As(err, &verr) {
-				return &outbox.ValidationError{Field: fmt.Sprintf("receipts[%d].%s", i, verr.Field), Reason: verr.Reason}
-			}
-			return err
+		if err := validate.Receipt(rc.ID, rc.ClaimToken); err != nil {
+			return validate.In(fmt.Sprintf("receipts[%d]", i), err)
 		}
 	}
 	return nil
@@ -449,7 +447,7 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	after, _ := strconv.ParseInt(f.AfterID, 10, 64)
+	after, _ := msgid.Parse(f.AfterID)
 	var ids []int64
 	for id, m := range st.rows {
 		if st.scopes[id] == s.scope && id > after && (f.Status == "" || m.Status == f.Status) &&
@@ -458,7 +456,7 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 		}
 	}
 	slices.Sort(ids)
-	if n := f.EffectiveLimit(); len(ids) > n {
+	if n, _ := validate.ListLimit(f.Limit); len(ids) > n {
 		ids = ids[:n]
 	}
 	out := make([]outbox.Message, len(ids))
@@ -470,29 +468,30 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 
 // Get returns one message of the scope, or outbox.ErrNotFound.
 func (s *Store) Get(_ context.Context, id string) (outbox.Message, error) {
-	if err := outbox.ValidateID(id); err != nil {
+	if err := validate.ID("id", id); err != nil {
 		return outbox.Message{}, fmt.Errorf("memstore: get: %w", err)
 	}
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	key, err := strconv.ParseInt(id, 10, 64)
-	if m := st.rows[key]; err == nil && m != nil && st.scopes[key] == s.scope {
+	key, ok := msgid.Parse(id)
+	if m := st.rows[key]; ok && m != nil && st.scopes[key] == s.scope {
 		return clone(m), nil
 	}
 	return outbox.Message{}, fmt.Errorf("memstore: get %q: %w", id, outbox.ErrNotFound)
 }
 
 // Subscribe implements relay.Wakeups: the channel receives a wake-up on
-// every enqueue of the scope, lane and target.
-func (s *Store) Subscribe(scope, lane, target string) (<-chan struct{}, func()) {
+// every enqueue of the scope, lane and target (each enqueue wakes, so no
+// follow-up is needed).
+func (s *Store) Subscribe(scope, lane, target string) (<-chan relay.Wakeup, func()) {
 	st := s.st
-	key := scope + "\x1f" + lane + "\x1f" + target
-	ch := make(chan struct{}, 1)
+	key := wakeup.Key(scope, lane, target)
+	ch := make(chan relay.Wakeup, 1)
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.subs[key] == nil {
-		st.subs[key] = map[chan struct{}]struct{}{}
+		st.subs[key] = map[chan relay.Wakeup]struct{}{}
 	}
 	st.subs[key][ch] = struct{}{}
 	return ch, func() {
@@ -503,12 +502,29 @@ func (s *Store) Subscribe(scope, lane, target string) (<-chan struct{}, func()) 
 }
 
 func (st *state) wake(scope, lane, target string) {
-	for ch := range st.subs[scope+"\x1f"+lane+"\x1f"+target] {
-		select {
-		case ch <- struct{}{}:
-		default:
+	for ch := range st.subs[wakeup.Key(scope, lane, target)] {
+		relay.Signal(ch, relay.Wakeup{})
+	}
+}
+
+// NextDue implements relay.DueScheduler: how long until the earliest pending
+// message of lane and target that is not yet due becomes due.
+func (s *Store) NextDue(_ context.Context, lane, target string) (time.Duration, bool, error) {
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := st.now()
+	var next time.Time
+	for id, m := range st.rows {
+		if st.scopes[id] == s.scope && m.Lane == lane && m.Target == target && m.Status == outbox.StatusPending &&
+			m.AvailableAt.After(now) && (next.IsZero() || m.AvailableAt.Before(next)) {
+			next = m.AvailableAt
 		}
 	}
+	if next.IsZero() {
+		return 0, false, nil
+	}
+	return next.Sub(now), true, nil
 }
 
 func clone(m *outbox.Message) outbox.Message {

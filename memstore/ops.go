@@ -4,10 +4,10 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
@@ -26,10 +26,10 @@ func (s *Store) Redrive(_ context.Context, r outbox.RedriveRequest) (outbox.Redr
 	}
 	var res outbox.RedriveResult
 	if byIDs {
-		for _, id := range r.IDs {
-			key, err := strconv.ParseInt(id, 10, 64)
+		for _, id := range msgid.Unique(r.IDs) {
+			key, ok := msgid.Parse(id)
 			m := st.rows[key]
-			if err != nil || m == nil || st.scopes[key] != s.scope || m.Status != outbox.StatusDeadLetter {
+			if !ok || m == nil || st.scopes[key] != s.scope || m.Status != outbox.StatusDeadLetter {
 				res.NotDead = append(res.NotDead, id)
 				continue
 			}

@@ -11,10 +11,10 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/keylock"
+	"github.com/pgoutbox/pgoutbox/internal/validate"
+	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
-
-// MaxBatch caps the number of drafts or receipts one batch call takes.
-const MaxBatch = 10_000
 
 // Receipt identifies a claim: the message and the token its claimer holds.
 type Receipt struct {
@@ -25,16 +25,19 @@ type Receipt struct {
 func (m Message) Receipt() Receipt { return Receipt{ID: m.ID, ClaimToken: m.ClaimToken} }
 
 // EnqueueMany validates every draft, then stores them in one statement, with
-// the same dedupe rules as Enqueue. Results are in the order of drafts.
+// the same dedupe rules as Enqueue. Results are in the order of drafts, and
+// the messages' ids (their enqueue order) follow it.
 //
 // The call is atomic: when any draft conflicts with a stored message (or
 // with an earlier draft of the batch under the same key) it returns a
 // *ConflictError naming the draft's index and writes nothing. Inside a
 // caller's transaction (WithTx) it uses a savepoint, so a conflict leaves the
-// caller's transaction usable.
+// caller's transaction usable. Concurrent batches that share dedupe keys, in
+// any order, converge on one row per key: each batch locks its keys in one
+// global order before inserting (see internal/keylock).
 func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]EnqueueResult, error) {
-	if len(drafts) > MaxBatch {
-		return nil, fmt.Errorf("outbox: enqueue many: %w", invalid("drafts", "at most %d per call, got %d", MaxBatch, len(drafts)))
+	if verr := validate.BatchSize("drafts", len(drafts)); verr != nil {
+		return nil, fmt.Errorf("outbox: enqueue many: %w", verr)
 	}
 	keyed := false
 	for i, d := range drafts {
@@ -46,9 +49,15 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 	if len(drafts) == 0 {
 		return []EnqueueResult{}, nil
 	}
+	notices := s.batchNotices(drafts)
 	if !keyed {
 		// One statement is atomic on its own and nothing can conflict.
-		return s.insertMany(ctx, s.q, drafts)
+		results, notified, err := s.insertMany(ctx, s.q, drafts, notices)
+		if err != nil {
+			return nil, err
+		}
+		s.settleBatch(ctx, notices, notified, drafts, results)
+		return results, nil
 	}
 	begin, ok := s.conn.(interface {
 		Begin(context.Context) (pgx.Tx, error)
@@ -56,37 +65,83 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 	if !ok {
 		return nil, fmt.Errorf("outbox: enqueue many: dedupe keys need a connection that can begin a transaction, and %T cannot", s.conn)
 	}
-	for range dedupeRetries {
-		tx, err := begin.Begin(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("outbox: enqueue many: %w", err)
+	for attempt := 0; ; attempt++ {
+		results, notified, err := s.insertManyTx(ctx, begin, drafts, notices)
+		switch {
+		case err == nil:
+			s.settleBatch(ctx, notices, notified, drafts, results)
+			return results, nil
+		case errors.Is(err, errHolderVanished) && attempt < dedupeRetries:
+			continue
+		case errors.Is(err, errHolderVanished):
+			return nil, fmt.Errorf("outbox: enqueue many: dedupe keys changed hands %d times in a row; giving up", dedupeRetries)
+		case retryable(err) && !s.inTx() && attempt < maxClaimRetries:
+			// A deadlock with a caller's own transaction that holds some of
+			// the keys: the batch rolled back whole, so it runs again.
+			s.cfg.logger.DebugContext(ctx, "outbox: enqueue many aborted by the server; running it again", "error", err)
+			continue
 		}
-		results, err := s.insertMany(ctx, db.New(tx), drafts)
-		if err != nil {
-			_ = tx.Rollback(ctx)
-			if errors.Is(err, errHolderVanished) {
-				continue
-			}
-			return nil, err
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return nil, fmt.Errorf("outbox: enqueue many: %w", err)
-		}
-		return results, nil
+		return nil, err
 	}
-	return nil, fmt.Errorf("outbox: enqueue many: dedupe keys changed hands %d times in a row; giving up", dedupeRetries)
+}
+
+// insertManyTx runs one attempt of a keyed batch in a transaction of its own
+// (a savepoint inside a caller's transaction).
+func (s *PostgresStore) insertManyTx(ctx context.Context, begin interface {
+	Begin(context.Context) (pgx.Tx, error)
+}, drafts []Draft, notices map[string]notice,
+) ([]EnqueueResult, bool, error) {
+	tx, err := begin.Begin(ctx)
+	if err != nil {
+		return nil, false, fmt.Errorf("outbox: enqueue many: %w", err)
+	}
+	results, notified, err := s.insertMany(ctx, db.New(tx), drafts, notices)
+	if err != nil {
+		s.sawError(err)
+		_ = tx.Rollback(ctx)
+		return nil, false, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, false, fmt.Errorf("outbox: enqueue many: %w", err)
+	}
+	return results, notified, nil
 }
 
 var errHolderVanished = errors.New("outbox: a dedupe key's holder vanished")
 
-func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []Draft) ([]EnqueueResult, error) {
-	notify := false
+// batchNotices decides, per distinct scope, lane and target of a batch,
+// whether the batch notifies (see notice).
+func (s *PostgresStore) batchNotices(drafts []Draft) map[string]notice {
+	out := map[string]notice{}
 	for _, d := range drafts {
-		// allow for every distinct key, so each counts as notified.
-		notify = s.cfg.notifier.allow(s.scope, d.Lane, d.Target) || notify
+		if s.cfg.notifier == nil {
+			break
+		}
+		if k := wakeup.Key(s.scope, d.Lane, d.Target); out[k].key == "" {
+			out[k] = s.notice(d.Lane, d.Target)
+		}
 	}
+	return out
+}
+
+// settleBatch settles each notice of a batch that has committed.
+func (s *PostgresStore) settleBatch(ctx context.Context, notices map[string]notice, notified bool, drafts []Draft, results []EnqueueResult) {
+	inserted := map[string]bool{}
+	for i, d := range drafts {
+		if !results[i].Deduplicated {
+			inserted[wakeup.Key(s.scope, d.Lane, d.Target)] = true
+		}
+	}
+	for k, n := range notices {
+		s.settle(ctx, n, notified && n.payload != "", inserted[k])
+	}
+}
+
+func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []Draft, notices map[string]notice) ([]EnqueueResult, bool, error) {
 	p := db.MessageInsertManyParams{
-		Notify:         notify,
+		NotifyChannel:  wakeup.Channel,
+		NotifyPayloads: []string{},
+		LockIDs:        []int64{},
 		Now:            s.now(),
 		Scope:          s.scope,
 		Lanes:          make([]string, len(drafts)),
@@ -97,16 +152,26 @@ func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []
 		HasAvailableAt: make([]bool, len(drafts)),
 		MaxAttempts:    make([]int32, len(drafts)),
 	}
+	for _, n := range notices {
+		if n.payload != "" {
+			p.NotifyPayloads = append(p.NotifyPayloads, n.payload)
+		}
+	}
 	for i, d := range drafts {
 		p.Lanes[i], p.Targets[i], p.DedupeKeys[i] = d.Lane, d.Target, d.DedupeKey
 		p.Payloads[i] = d.Payload
 		p.AvailableAts[i], p.HasAvailableAt[i] = d.AvailableAt, !d.AvailableAt.IsZero()
 		p.MaxAttempts[i] = d.maxAttempts()
+		if d.DedupeKey != "" {
+			p.LockIDs = append(p.LockIDs, keylock.ID(keylock.Dedupe, s.scope, d.Lane, d.Target, d.DedupeKey))
+		}
 	}
+	p.LockIDs = keylock.Ordered(p.LockIDs)
 	rows, err := q.MessageInsertMany(ctx, p)
 	if err != nil {
-		return nil, fmt.Errorf("outbox: enqueue many: %w", err)
+		return nil, false, fmt.Errorf("outbox: enqueue many: %w", explainSerialization(firstKey(drafts), err))
 	}
+	notified := len(rows) > 0 && rows[0].Notified > 0
 	// Rows come back in draft order; a keyed draft whose row is not next was
 	// not inserted: its key is held.
 	results := make([]EnqueueResult, len(drafts))
@@ -119,12 +184,12 @@ func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []
 			continue
 		}
 		if d.DedupeKey == "" {
-			return nil, fmt.Errorf("outbox: enqueue many: draft %d has no row (statement returned %d rows for %d drafts)", i, len(rows), len(drafts))
+			return nil, false, fmt.Errorf("outbox: enqueue many: draft %d has no row (statement returned %d rows for %d drafts)", i, len(rows), len(drafts))
 		}
 		held = append(held, i)
 	}
 	if len(held) == 0 {
-		return results, nil
+		return results, notified, nil
 	}
 	lookup := db.MessageGetByDedupeKeysParams{Scope: s.scope}
 	for _, i := range held {
@@ -136,21 +201,31 @@ func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []
 	}
 	holders, err := q.MessageGetByDedupeKeys(ctx, lookup)
 	if err != nil {
-		return nil, fmt.Errorf("outbox: enqueue many: reading the holders of dedupe keys: %w", err)
+		return nil, false, fmt.Errorf("outbox: enqueue many: reading the holders of dedupe keys: %w", err)
 	}
 	if len(holders) != len(held) {
-		return nil, errHolderVanished
+		return nil, false, errHolderVanished
 	}
 	for _, h := range holders {
 		i := held[h.Ordinal-1]
 		existing := toMessage(h.PgoutboxMessage)
 		if field := draftDiffers(drafts[i], existing, h.PayloadMatches); field != "" {
-			return nil, fmt.Errorf("outbox: enqueue many: draft %d: %w", i,
+			return nil, false, fmt.Errorf("outbox: enqueue many: draft %d: %w", i,
 				&ConflictError{DedupeKey: drafts[i].DedupeKey, Field: field, Existing: existing})
 		}
 		results[i] = EnqueueResult{Message: existing, Deduplicated: true}
 	}
-	return results, nil
+	return results, notified, nil
+}
+
+// firstKey is a batch's first dedupe key, to name one in an error.
+func firstKey(drafts []Draft) string {
+	for _, d := range drafts {
+		if d.DedupeKey != "" {
+			return d.DedupeKey
+		}
+	}
+	return ""
 }
 
 // insertedFor reports whether row is the one inserted for draft d.
@@ -176,7 +251,7 @@ func (s *PostgresStore) AckMany(ctx context.Context, receipts []Receipt) (ok []b
 	if len(ids) == 0 {
 		return ok, nil
 	}
-	acked, err := s.q.MessageAckMany(ctx, db.MessageAckManyParams{Now: s.now(), Ids: ids, ClaimTokens: tokens, Scope: s.scope})
+	acked, err := s.q.MessageAckMany(ctx, db.MessageAckManyParams{Now: s.now(), IDs: ids, ClaimTokens: tokens, Scope: s.scope})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: ack many: %w", err)
 	}
@@ -188,22 +263,10 @@ func (s *PostgresStore) AckMany(ctx context.Context, receipts []Receipt) (ok []b
 	return ok, nil
 }
 
-// ExtendLease moves the lease of a claimed message to now + lease, so that a
-// handler running longer than its first lease keeps the message. It returns
-// false when the caller no longer holds the claim; the handler should then
-// stop, as the message may be with another consumer.
-func (s *PostgresStore) ExtendLease(ctx context.Context, id, claimToken string, lease time.Duration) (bool, error) {
-	ok, err := s.ExtendLeases(ctx, []Receipt{{ID: id, ClaimToken: claimToken}}, lease)
-	if err != nil {
-		return false, err
-	}
-	return ok[0], nil
-}
-
 // ExtendLeases is ExtendLease for a batch of claims in one statement; ok[i]
 // reports whether receipts[i] is still held.
 func (s *PostgresStore) ExtendLeases(ctx context.Context, receipts []Receipt, lease time.Duration) (ok []bool, err error) {
-	if verr := checkLease(lease); verr != nil {
+	if verr := validate.Lease(lease); verr != nil {
 		return nil, fmt.Errorf("outbox: extend lease: %w", verr)
 	}
 	ids, tokens, index, verr := parseReceipts(receipts)
@@ -215,7 +278,7 @@ func (s *PostgresStore) ExtendLeases(ctx context.Context, receipts []Receipt, le
 		return ok, nil
 	}
 	extended, err := s.q.MessageExtendLeases(ctx, db.MessageExtendLeasesParams{
-		Ids: ids, ClaimTokens: tokens, Scope: s.scope, Now: s.now(), LeaseMicros: lease.Microseconds(),
+		IDs: ids, ClaimTokens: tokens, Scope: s.scope, Now: s.now(), LeaseMicros: lease.Microseconds(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: extend lease: %w", err)
@@ -228,39 +291,17 @@ func (s *PostgresStore) ExtendLeases(ctx context.Context, receipts []Receipt, le
 	return ok, nil
 }
 
-// DeadLetter is a permanent failure: the holder of a claimed message moves it
-// to the dead letters at once, with reason as its last error, whatever
-// attempts it has left. It returns false, changing nothing, when the caller
-// does not hold the claim. The reason is cleaned as Nack cleans it.
-func (s *PostgresStore) DeadLetter(ctx context.Context, id, claimToken, reason string) (bool, error) {
-	key, token, ok, verr := parseReceipt(id, claimToken)
-	if verr != nil {
-		return false, fmt.Errorf("outbox: dead-letter: %w", verr)
-	}
-	if !ok {
-		return false, nil
-	}
-	n, err := s.q.MessageDeadLetter(ctx, db.MessageDeadLetterParams{
-		Now: s.now(), LastError: cleanReason(reason), ID: key, Scope: s.scope, ClaimToken: token,
-	})
-	if err != nil {
-		return false, fmt.Errorf("outbox: dead-letter %s: %w", id, err)
-	}
-	return n == 1, nil
-}
-
 // parseReceipts parses a batch of receipts. index[i] is the position in ids
 // of receipts[i], or -1 when it cannot be a claim this store issued.
 func parseReceipts(receipts []Receipt) (ids []int64, tokens []pgtype.UUID, index []int, verr *ValidationError) {
-	if len(receipts) > MaxBatch {
-		return nil, nil, nil, invalid("receipts", "at most %d per call, got %d", MaxBatch, len(receipts))
+	if verr := validate.BatchSize("receipts", len(receipts)); verr != nil {
+		return nil, nil, nil, verr
 	}
 	index = make([]int, len(receipts))
 	for i, r := range receipts {
 		key, token, ok, err := parseReceipt(r.ID, r.ClaimToken)
 		if err != nil {
-			err.Field = fmt.Sprintf("receipts[%d].%s", i, err.Field)
-			return nil, nil, nil, err
+			return nil, nil, nil, validate.In(fmt.Sprintf("receipts[%d]", i), err)
 		}
 		index[i] = -1
 		if ok {

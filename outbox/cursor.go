@@ -10,26 +10,34 @@ import (
 // A claim reads the due index of its (scope, lane, target) from the oldest
 // entry. Every claimed message leaves a dead entry at the head of that index
 // until VACUUM removes it, so while a relay drains a backlog each claim
-// rereads everything claimed before it: measured on a 200k-message burn-down,
-// claims slowed down about threefold towards the end.
+// rereads everything claimed before it (on a 200k-message burn-down, claims
+// slowed down about threefold towards the end; see BENCHMARKS.md).
 //
 // claimCursors remembers where the last full batch ended, and the next claim
 // starts there. Messages that become due behind the cursor (a retry, a
 // transaction that committed late with an early timestamp, rows another
 // claimer locked and let go) are found by a full scan, which runs whenever a
 // cursor claim comes back short (the backlog is drained) and at least every
-// cursorRescan while one lasts. Claims of fewer than cursorMinLimit
-// messages neither use nor set a cursor.
+// cursorRescan while one lasts. A full scan that finds only such stragglers
+// (its batch ends behind the cursor) is followed by another full scan, not by
+// the cursor, until the stragglers are gone: they wait at most cursorRescan
+// to be found and then go out at the full claim rate. Claims of fewer than
+// cursorMinLimit messages neither use nor set a cursor.
 type claimCursors struct {
-	mu sync.Mutex
-	m  map[string]claimCursor
+	now func() time.Time // the store's clock, for rescans
+	mu  sync.Mutex
+	m   map[string]claimCursor
 }
 
 type claimCursor struct {
 	at       time.Time // available_at of the last message of the last full batch
 	id       int64
-	scanned  time.Time // when the last full scan ran (local clock)
+	scanned  time.Time // when the last full scan that reached the cursor ran
 	hasFirst bool
+}
+
+func newClaimCursors(now func() time.Time) *claimCursors {
+	return &claimCursors{now: now, m: map[string]claimCursor{}}
 }
 
 const (
@@ -39,7 +47,6 @@ const (
 	cursorMinLimit = 32
 	cursorRescan   = time.Second
 	maxCursorKeys  = 4096
-	cursorKeySep   = "\x1f"
 	noCursorID     = 0
 	cursorStartsAt = -4000 // a year before any timestamptz we store
 )
@@ -49,17 +56,13 @@ func scanFromStart() (time.Time, int64) {
 	return time.Date(cursorStartsAt, 1, 1, 0, 0, 0, 0, time.UTC), noCursorID
 }
 
-func cursorKey(scope, lane, target string) string {
-	return scope + cursorKeySep + lane + cursorKeySep + target
-}
-
 // start returns where the next claim of limit messages should start, and
 // whether that is a cursor (false: a full scan).
 func (c *claimCursors) start(key string, limit int) (time.Time, int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cur, ok := c.m[key]
-	if !ok || limit < cursorMinLimit || time.Since(cur.scanned) >= cursorRescan {
+	if !ok || limit < cursorMinLimit || c.now().Sub(cur.scanned) >= cursorRescan {
 		at, id := scanFromStart()
 		return at, id, false
 	}
@@ -75,18 +78,21 @@ func (c *claimCursors) record(key string, fromCursor bool, limit int, claimed []
 		delete(c.m, key) // caught up: the next claim scans from the start
 		return
 	}
-	cur := c.m[key]
-	if !fromCursor {
-		cur.scanned = time.Now()
-	}
+	cur, had := c.m[key]
+	old := cur
 	for i, m := range claimed {
-		if !cur.hasFirst || m.AvailableAt.After(cur.at) || (m.AvailableAt.Equal(cur.at) && keys[i] > cur.id) {
+		if !cur.hasFirst || after(m.AvailableAt, keys[i], cur.at, cur.id) {
 			cur.at, cur.id, cur.hasFirst = m.AvailableAt, keys[i], true
 		}
 	}
+	// A full scan counts as the rescan only when it reached the cursor: one
+	// whose whole batch lay behind it took stragglers, and more may wait.
+	if !fromCursor && (!had || after(cur.at, cur.id, old.at, old.id)) {
+		cur.scanned = c.now()
+	}
 	if len(c.m) >= maxCursorKeys {
 		for k, v := range c.m {
-			if time.Since(v.scanned) >= cursorRescan {
+			if c.now().Sub(v.scanned) >= cursorRescan {
 				delete(c.m, k)
 			}
 		}
@@ -95,6 +101,11 @@ func (c *claimCursors) record(key string, fromCursor bool, limit int, claimed []
 		}
 	}
 	c.m[key] = cur
+}
+
+// after reports whether (at, id) comes after (refAt, refID) in claim order.
+func after(at time.Time, id int64, refAt time.Time, refID int64) bool {
+	return at.After(refAt) || (at.Equal(refAt) && id > refID)
 }
 
 // sortClaimed restores claim order (available_at, then id) after a cursor

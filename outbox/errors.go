@@ -4,28 +4,21 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/pgoutbox/pgoutbox/internal/validate"
 )
 
-// ValidationError names the input that was refused and why. It wraps
-// ErrValidation.
-type ValidationError struct {
-	// Field is the input's name as callers know it: "lane", "payload",
-	// "limit", "scope", ...
-	Field string
-	// Reason says what is wrong with it.
-	Reason string
-}
-
-func (e *ValidationError) Error() string {
-	return "invalid " + e.Field + ": " + e.Reason
-}
-
-// Unwrap makes errors.Is(err, ErrValidation) hold.
-func (e *ValidationError) Unwrap() error { return ErrValidation }
+// ValidationError names the input that was refused and why: Field is the
+// input's name as callers know it ("lane", "payload", "limit", "scope",
+// "receipts[3].id", ...) and Reason says what is wrong with it. It wraps
+// ErrValidation. Every store in this module (PostgresStore, memstore.Store)
+// refuses inputs with this type, by the same rules.
+type ValidationError = validate.Error
 
 func invalid(field, format string, args ...any) *ValidationError {
-	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
+	return validate.Invalid(field, format, args...)
 }
 
 // ConflictError reports a dedupe key already held by a different draft. It
@@ -58,5 +51,20 @@ func retryable(err error) bool {
 	if !errors.As(err, &pgErr) {
 		return false
 	}
-	return pgErr.Code == "40P01" /* deadlock_detected */ || pgErr.Code == "40001" /* serialization_failure */
+	return pgErr.Code == pgerrcode.DeadlockDetected || pgErr.Code == pgerrcode.SerializationFailure
+}
+
+// explainSerialization says what a serialization failure of a deduplicated
+// insert means. In a REPEATABLE READ or SERIALIZABLE transaction, a dedupe
+// key taken by a transaction that committed after this one's snapshot is a
+// conflict Postgres cannot resolve in place (ON CONFLICT cannot return a row
+// the snapshot cannot see): it aborts the transaction with SQLSTATE 40001,
+// which such callers retry anyway. The error stays a *pgconn.PgError
+// underneath, so retry loops that look for 40001 keep working.
+func explainSerialization(key string, err error) error {
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.SerializationFailure {
+		return err
+	}
+	return fmt.Errorf("dedupe key %q was taken by a transaction that committed after this REPEATABLE READ or SERIALIZABLE transaction began; retry the transaction: %w", key, err)
 }

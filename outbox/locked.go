@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
+	"github.com/pgoutbox/pgoutbox/internal/validate"
+	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
 
 // LockedBatch is a batch taken in lock mode: due messages held by row locks
@@ -32,6 +37,7 @@ import (
 // and Finish once.
 type LockedBatch struct {
 	store    *PostgresStore // bound to the batch's transaction
+	parent   *PostgresStore // the store the batch was taken from
 	tx       pgx.Tx
 	messages []Message
 	closed   bool
@@ -42,6 +48,14 @@ type LockRequest struct {
 	Lane, Target string
 	// Limit is the most messages to lock, 1 to MaxClaimLimit.
 	Limit int
+	// IdleTimeout, when positive, is the batch transaction's
+	// idle_in_transaction_session_timeout (whole milliseconds, at least
+	// one): if the holder stalls and sends no statement (Finish, Alive) for
+	// that long, the server ends the transaction, which releases the
+	// messages and the xmin horizon the batch holds. It also overrides a
+	// shorter timeout set on the server or role, which would end healthy
+	// batches while their handlers run. Zero keeps the session's setting.
+	IdleTimeout time.Duration
 }
 
 // Outcome is what delivering one message of a locked batch came to.
@@ -65,6 +79,10 @@ func (s *PostgresStore) LockBatch(ctx context.Context, r LockRequest) (*LockedBa
 	if err := probe.validate(); err != nil {
 		return nil, fmt.Errorf("outbox: lock batch: %w", err)
 	}
+	if r.IdleTimeout < 0 || (r.IdleTimeout > 0 && r.IdleTimeout < time.Millisecond) || r.IdleTimeout > MaxLease {
+		return nil, fmt.Errorf("outbox: lock batch: %w",
+			invalid("idle_timeout", "must be 0 or between 1ms and %s, got %s", MaxLease, r.IdleTimeout))
+	}
 	begin, ok := s.conn.(interface {
 		Begin(context.Context) (pgx.Tx, error)
 	})
@@ -87,13 +105,20 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, r LockRequest,
 ) (*LockedBatch, error) {
-	key := cursorKey(s.scope, r.Lane, r.Target)
+	key := wakeup.Key(s.scope, r.Lane, r.Target)
 	afterAt, afterID, fromCursor := s.cfg.cursors.start(key, r.Limit)
 	tx, err := begin.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lock batch: %w", err)
 	}
-	b := &LockedBatch{store: s.WithTx(tx), tx: tx}
+	b := &LockedBatch{store: s.WithTx(tx), parent: s, tx: tx}
+	if r.IdleTimeout > 0 {
+		err = b.store.q.SessionIdleTimeoutSet(ctx, r.IdleTimeout.Milliseconds())
+		if err != nil {
+			_ = tx.Rollback(ctx)
+			return nil, fmt.Errorf("outbox: lock batch: setting the idle timeout: %w", err)
+		}
+	}
 	msgs, keys, err := b.lock(ctx, r, r.Limit, afterAt, afterID, nil)
 	if err == nil && fromCursor && len(msgs) < r.Limit {
 		at, id := scanFromStart()
@@ -105,6 +130,7 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 		sortClaimed(msgs, keys)
 	}
 	if err != nil {
+		s.sawError(err)
 		_ = tx.Rollback(ctx)
 		return nil, err
 	}
@@ -123,7 +149,7 @@ func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, afterA
 	s := b.store
 	rows, err := s.plannedFor(limit).MessageLockDue(ctx, db.MessageLockDueParams{
 		Scope: s.scope, Lane: r.Lane, Target: r.Target, Now: s.now(),
-		AfterAvailableAt: afterAt, AfterID: afterID, LockedIds: nonNilIDs(locked), Max: int32(limit), //nolint:gosec // validated above
+		AfterAvailableAt: afterAt, AfterID: afterID, LockedIDs: nonNilIDs(locked), Max: int32(limit), //nolint:gosec // validated above
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox: lock batch: %w", err)
@@ -144,40 +170,93 @@ func (b *LockedBatch) Messages() []Message { return b.messages }
 // finished or released.
 var ErrBatchClosed = errors.New("outbox: locked batch already finished or released")
 
+// ErrBatchLost is wrapped by Alive and Finish when the batch's transaction
+// ended before Finish: its connection was closed or the server terminated it
+// (a network failure, a failover, pg_terminate_backend, or
+// idle_in_transaction_session_timeout; see LockRequest.IdleTimeout). The
+// server rolled the batch back: every message is pending again, no attempt
+// counted, and another consumer may take them at once, so handlers still
+// running should stop.
+var ErrBatchLost = errors.New("outbox: locked batch lost: its transaction ended before Finish")
+
+// Alive checks that the batch's transaction is still open, with one empty
+// statement on its connection (which also restarts the server's idle
+// timer). It returns an error wrapping ErrBatchLost when the transaction is
+// gone. Like every method of a batch it must not run concurrently with
+// another (Finish, Release).
+func (b *LockedBatch) Alive(ctx context.Context) error {
+	if b.closed {
+		return ErrBatchClosed
+	}
+	if err := b.tx.Conn().Ping(ctx); err != nil {
+		return fmt.Errorf("outbox: locked batch: %w", b.lost(err))
+	}
+	return nil
+}
+
+// lost wraps err with ErrBatchLost when it says the transaction is gone.
+func (b *LockedBatch) lost(err error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case b.tx.Conn().IsClosed():
+		return fmt.Errorf("%w: %w", ErrBatchLost, err)
+	case errors.As(err, &pgErr) && (pgErr.Code == pgerrcode.IdleInTransactionSessionTimeout ||
+		pgErr.Code == pgerrcode.AdminShutdown || pgErr.Code == pgerrcode.InFailedSQLTransaction):
+		return fmt.Errorf("%w: %w", ErrBatchLost, err)
+	}
+	return err
+}
+
 // Finish writes every outcome in one statement and commits: delivered for a
 // nil Err, otherwise pending again after RetryAfter or, when Permanent or
 // out of attempts, a dead letter. Every outcome counts an attempt. Messages
 // of the batch without an outcome return to pending untouched. It returns
 // each outcome's resulting status.
+//
+// Every outcome must name a message of the batch, once: an id that is not
+// in the batch (or is given twice) fails validation, writes nothing and
+// leaves the batch open. When the transaction was lost the error wraps
+// ErrBatchLost and nothing was written.
 func (b *LockedBatch) Finish(ctx context.Context, outcomes []Outcome) ([]Status, error) {
 	if b.closed {
 		return nil, ErrBatchClosed
 	}
-	b.closed = true
+	inBatch := make(map[string]bool, len(b.messages))
+	for _, m := range b.messages {
+		inBatch[m.ID] = true
+	}
 	p := db.MessageFinishLockedParams{Now: b.store.now(), Scope: b.store.scope}
-	for _, o := range outcomes {
-		key, ok := parseID(o.ID)
-		if !ok {
-			_ = b.tx.Rollback(ctx)
-			return nil, fmt.Errorf("outbox: finish batch: %w", invalid("id", "%q is not a message id", o.ID))
+	seen := make(map[string]bool, len(outcomes))
+	for i, o := range outcomes {
+		key, ok := msgid.Parse(o.ID)
+		switch {
+		case !ok || !inBatch[o.ID]:
+			return nil, fmt.Errorf("outbox: finish batch: %w",
+				invalid(fmt.Sprintf("outcomes[%d].id", i), "%q is not a message of this batch", o.ID))
+		case seen[o.ID]:
+			return nil, fmt.Errorf("outbox: finish batch: %w",
+				invalid(fmt.Sprintf("outcomes[%d].id", i), "message %s has two outcomes", o.ID))
 		}
+		seen[o.ID] = true
 		reason := ""
 		if o.Err != nil {
-			reason = cleanReason(o.Err.Error())
+			reason = validate.CleanReason(o.Err.Error())
 		}
-		p.Ids = append(p.Ids, key)
+		p.IDs = append(p.IDs, key)
 		p.Oks = append(p.Oks, o.Err == nil)
 		p.Permanents = append(p.Permanents, o.Permanent)
 		p.RetryAfterMicros = append(p.RetryAfterMicros, min(max(o.RetryAfter, 0), MaxRetryDelay).Microseconds())
 		p.Reasons = append(p.Reasons, reason)
 	}
+	b.closed = true
 	rows, err := b.store.q.MessageFinishLocked(ctx, p)
 	if err != nil {
+		b.parent.sawError(err)
 		_ = b.tx.Rollback(ctx)
-		return nil, fmt.Errorf("outbox: finish batch: %w", err)
+		return nil, fmt.Errorf("outbox: finish batch: %w", b.lost(err))
 	}
 	if err := b.tx.Commit(ctx); err != nil {
-		return nil, fmt.Errorf("outbox: finish batch: %w", err)
+		return nil, fmt.Errorf("outbox: finish batch: %w", b.lost(err))
 	}
 	status := make(map[int64]Status, len(rows))
 	for _, r := range rows {
@@ -185,7 +264,7 @@ func (b *LockedBatch) Finish(ctx context.Context, outcomes []Outcome) ([]Status,
 	}
 	out := make([]Status, len(outcomes))
 	for i := range outcomes {
-		out[i] = status[p.Ids[i]]
+		out[i] = status[p.IDs[i]]
 	}
 	return out, nil
 }

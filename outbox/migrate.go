@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -11,19 +12,31 @@ import (
 	"github.com/pgoutbox/pgoutbox/schema"
 )
 
+// MigrationTable is goose's version table for pgoutbox's migrations,
+// separate from any goose table the application keeps for its own.
+const MigrationTable = "pgoutbox_goose_version"
+
+// migrationLockTable holds the migration lock: a row with a lease that the
+// migrator renews while it works (goose's table locker). A session advisory
+// lock would not do: behind PgBouncer in transaction pooling its lock and
+// unlock land on different server connections, and a migrator can wait for
+// a lock no client holds any more.
 const (
-	// MigrationTable is goose's version table for pgoutbox's migrations,
-	// separate from any goose table the application keeps for its own.
-	MigrationTable = "pgoutbox_goose_version"
-	// MigrationLockID is the session advisory lock that serialises
-	// concurrent migrators (crc32 of "pgoutbox migrations").
-	MigrationLockID int64 = 0x559c_3b10
+	migrationLockTable = "pgoutbox_goose_lock"
+	migrationLockID    = 0x559c_3b10 // crc32 of "pgoutbox migrations"
 )
 
 // Migrate brings the database's pgoutbox schema up to date with the embedded
-// migrations. Several processes may call it at once: an advisory lock lets one
-// migrate while the others wait, and a run with nothing to apply changes
-// nothing. db is not closed.
+// migrations. Several processes may call it at once, directly or through
+// PgBouncer in any pooling mode: a lock row (table pgoutbox_goose_lock) lets
+// one migrate while the others wait, and a run with nothing to apply
+// changes nothing. A migrator that dies holding the lock delays the others
+// by at most the lock's 30-second lease. db is not closed.
+//
+// The database must use the UTF8 encoding: jsonb holds Unicode, and under
+// another server encoding a payload such as {"a":"\u00e9"} would fail at
+// insert time and abort the caller's transaction. The first migration
+// refuses other encodings and creates nothing.
 func Migrate(ctx context.Context, db *sql.DB) error {
 	p, err := NewMigrationProvider(db)
 	if err != nil {
@@ -36,25 +49,28 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 }
 
 // NewMigrationProvider returns a goose provider over the embedded migrations
-// with pgoutbox's version table and advisory lock, for callers that need
-// more than Migrate (down, status, version). Do not call its Close: goose's
-// Close closes db, which the caller owns.
+// with pgoutbox's version table and lock, for callers that need more than
+// Migrate (down, status, version). Do not call its Close: goose's Close
+// closes db, which the caller owns.
 func NewMigrationProvider(db *sql.DB) (*goose.Provider, error) {
 	if db == nil {
 		return nil, fmt.Errorf("outbox: migrate: %w", invalid("db", "is nil"))
 	}
-	locker, err := lock.NewPostgresSessionLocker(
-		lock.WithLockID(MigrationLockID),
-		// goose's defaults retry every 5 s; a waiting migrator usually has
+	locker, err := lock.NewPostgresTableLocker(
+		lock.WithTableName(migrationLockTable),
+		lock.WithTableLockID(migrationLockID),
+		// goose's defaults probe every 5 s; a waiting migrator usually has
 		// only a few hundred milliseconds to wait.
-		lock.WithLockTimeout(1, 300),
+		lock.WithTableLockTimeout(250*time.Millisecond, 1200),
+		lock.WithTableLeaseDuration(30*time.Second),
+		lock.WithTableHeartbeatInterval(5*time.Second),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: migrate: %w", err)
 	}
 	p, err := goose.NewProvider(goose.DialectPostgres, db, schema.Migrations(),
 		goose.WithTableName(MigrationTable),
-		goose.WithSessionLocker(locker),
+		goose.WithLocker(locker),
 		goose.WithDisableGlobalRegistry(true),
 	)
 	if err != nil {

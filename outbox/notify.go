@@ -1,57 +1,70 @@
 package outbox
 
 import (
-	"sync"
+	"context"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
 
 // DefaultNotifyInterval is how often, at most, one store sends a NOTIFY for
-// one (scope, lane, target); see WithNotifyInterval.
+// one (scope, lane, target) from enqueues that commit on their own; see
+// WithNotifyInterval.
 const DefaultNotifyInterval = 10 * time.Millisecond
 
-// notifyLimiter decides which enqueues carry a NOTIFY. Every notifying
-// transaction holds a database-wide lock from its commit until its WAL is
-// flushed, so notifying commits run one at a time: with 16 concurrent
-// producers and durable commits, notifying on every enqueue cut enqueue
-// throughput by about 40% on the test machine. One notification per interval
-// wakes an idle relay just as well; a woken relay claims until it has caught
-// up, and follows up once more shortly after, which picks up the enqueues
-// whose notification was skipped.
-type notifyLimiter struct {
-	interval time.Duration
-	mu       sync.Mutex
-	last     map[string]time.Time
+// notice is what one enqueue statement does about waking relays.
+type notice struct {
+	key     string // wakeup.Key of the message's scope, lane and target
+	payload string // "" when the statement does not notify
+	own     bool   // the statement commits on its own, when it ends
 }
 
-// maxNotifyKeys bounds the limiter's memory with many scopes.
-const maxNotifyKeys = 4096
+// notice decides whether an enqueue of lane and target notifies. The rules
+// and why are wakeup.Limiter's.
+func (s *PostgresStore) notice(lane, target string) notice {
+	if s.cfg.notifier == nil {
+		return notice{}
+	}
+	n := notice{key: wakeup.Key(s.scope, lane, target), own: !s.inTx()}
+	if !n.own || s.cfg.notifier.Allow(n.key) {
+		n.payload = wakeup.Payload(n.key, s.cfg.notifier.Interval())
+	}
+	return n
+}
 
-// allow reports whether an enqueue for key should notify, and if so counts
-// it. A nil limiter (notifications off) never allows.
-func (l *notifyLimiter) allow(scope, lane, target string) bool {
-	if l == nil {
-		return false
+// settle runs once an enqueue statement has returned. For a statement that
+// committed on its own, a notification that went out now counts; an
+// insert that skipped its notification gets one of its own when the relays'
+// follow-up to the last one may already have passed. inserted is false when
+// nothing new was stored (a deduplicated enqueue): nothing to announce.
+func (s *PostgresStore) settle(ctx context.Context, n notice, notified, inserted bool) {
+	if !n.own || !inserted {
+		return
 	}
-	if l.interval <= 0 {
-		return true
+	l := s.cfg.notifier
+	if notified {
+		l.Committed(n.key)
+		return
 	}
-	key := scope + "\x1f" + lane + "\x1f" + target
-	now := time.Now()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if t, ok := l.last[key]; ok && now.Sub(t) < l.interval {
-		return false
+	if l.Covered(n.key) {
+		return
 	}
-	if len(l.last) >= maxNotifyKeys {
-		for k, t := range l.last {
-			if now.Sub(t) >= l.interval {
-				delete(l.last, k)
-			}
-		}
-		if len(l.last) >= maxNotifyKeys {
-			clear(l.last) // forgetting costs at most one extra notification per key
-		}
+	err := s.q.NotifySend(ctx, db.NotifySendParams{Channel: wakeup.Channel, Payload: wakeup.Payload(n.key, l.Interval())})
+	if err != nil {
+		// The message is stored; relays find it at their next poll.
+		s.cfg.logger.WarnContext(ctx, "outbox: enqueue: trailing notification failed", "error", err)
+		return
 	}
-	l.last[key] = now
-	return true
+	l.Committed(n.key)
+}
+
+// inTx reports whether the store runs in a transaction it does not own, in
+// which a failed statement aborts the caller's transaction and cannot simply
+// be run again, and which commits when the caller says.
+func (s *PostgresStore) inTx() bool {
+	_, ok := s.conn.(pgx.Tx)
+	return ok
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
 )
 
 // RedriveRequest selects dead letters to send back: either IDs, or every
@@ -31,7 +32,8 @@ const purgeBatch = 1000
 
 // Redrive sends dead letters back to pending, due now, with their attempts
 // reset; their last error stays as the record of why they died. Messages
-// that are not dead letters are left alone and reported in NotDead.
+// that are not dead letters are left alone and reported in NotDead. An id
+// given twice is redriven and reported once.
 func (s *PostgresStore) Redrive(ctx context.Context, r RedriveRequest) (RedriveResult, error) {
 	if verr := r.check(); verr != nil {
 		return RedriveResult{}, fmt.Errorf("outbox: redrive: %w", verr)
@@ -54,54 +56,21 @@ func (s *PostgresStore) Redrive(ctx context.Context, r RedriveRequest) (RedriveR
 	}
 }
 
-// Validate reports whether r is a redrive request Redrive accepts.
-func (r RedriveRequest) Validate() error { return asError(r.check()) }
-
-func (r RedriveRequest) check() *ValidationError {
-	byIDs := len(r.IDs) > 0
-	byKey := r.Lane != "" || r.Target != "" || r.ErrorContains != ""
-	switch {
-	case byIDs && byKey:
-		return invalid("ids", "give ids, or a lane and target, not both")
-	case !byIDs && !byKey:
-		return invalid("ids", "give ids, or a lane and target")
-	case byIDs:
-		if len(r.IDs) > MaxBatch {
-			return invalid("ids", "at most %d per call, got %d", MaxBatch, len(r.IDs))
-		}
-		for i, id := range r.IDs {
-			if err := checkID(fmt.Sprintf("ids[%d]", i), id); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := checkName("lane", r.Lane, MaxLaneBytes); err != nil {
-		return err
-	}
-	if err := checkName("target", r.Target, MaxTargetBytes); err != nil {
-		return err
-	}
-	if r.ErrorContains != "" {
-		return checkText("error_contains", r.ErrorContains, MaxErrorBytes)
-	}
-	return nil
-}
-
 func (s *PostgresStore) redriveIDs(ctx context.Context, ids []string) (RedriveResult, error) {
+	ids = msgid.Unique(ids)
 	keys := make([]int64, 0, len(ids))
 	for _, id := range ids {
-		if key, ok := parseID(id); ok {
+		if key, ok := msgid.Parse(id); ok {
 			keys = append(keys, key)
 		}
 	}
-	redriven, err := s.q.MessageRedriveByIDs(ctx, db.MessageRedriveByIDsParams{Now: s.now(), Ids: keys, Scope: s.scope})
+	redriven, err := s.q.MessageRedriveByIDs(ctx, db.MessageRedriveByIDsParams{Now: s.now(), IDs: keys, Scope: s.scope})
 	if err != nil {
 		return RedriveResult{}, fmt.Errorf("outbox: redrive: %w", err)
 	}
 	done := make(map[string]bool, len(redriven))
 	for _, id := range redriven {
-		done[toID(id)] = true
+		done[msgid.Format(id)] = true
 	}
 	res := RedriveResult{Redriven: len(redriven)}
 	for _, id := range ids {
@@ -130,14 +99,14 @@ type PurgeRequest struct {
 	Progress func(deleted int64)
 }
 
-func (r PurgeRequest) check() *ValidationError {
-	if r.OlderThan < 0 {
-		return invalid("older_than", "must not be negative, got %s", r.OlderThan)
+// Statuses returns the statuses r purges: delivered, and dead letters when
+// r.DeadLetters is set. Stores and tools that explain a purge (a dry run)
+// read it here.
+func (r PurgeRequest) Statuses() []Status {
+	if r.DeadLetters {
+		return []Status{StatusDelivered, StatusDeadLetter}
 	}
-	if r.BatchSize < 0 || r.BatchSize > MaxBatch {
-		return invalid("batch_size", "must be between 1 and %d (0 for the default), got %d", MaxBatch, r.BatchSize)
-	}
-	return nil
+	return []Status{StatusDelivered}
 }
 
 func (r PurgeRequest) statuses() []string {

@@ -1,9 +1,10 @@
 package outbox
 
 import (
-	"io"
 	"log/slog"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
 
 // Option configures a PostgresStore.
@@ -14,19 +15,27 @@ type config struct {
 	logger         *slog.Logger
 	notify         bool
 	notifyInterval time.Duration
-	notifier       *notifyLimiter // shared by the store's WithTx and Scoped views
-	cursors        *claimCursors  // likewise
+	notifier       *wakeup.Limiter // shared by the store's WithTx and Scoped views
+	cursors        *claimCursors   // likewise
 }
 
 func newConfig(opts []Option) config {
-	c := config{logger: slog.New(slog.NewTextHandler(io.Discard, nil)), notify: true, notifyInterval: DefaultNotifyInterval}
+	c := config{logger: slog.New(slog.DiscardHandler), notify: true, notifyInterval: DefaultNotifyInterval}
 	for _, opt := range opts {
 		opt(&c)
 	}
-	if c.notify {
-		c.notifier = &notifyLimiter{interval: c.notifyInterval, last: map[string]time.Time{}}
+	// The limiter and the cursors measure intervals: on the injected clock
+	// when there is one, so that tests which move the clock move them too,
+	// and on the local clock otherwise (only durations, never compared with
+	// the database's timestamps).
+	local := c.clock
+	if local == nil {
+		local = time.Now
 	}
-	c.cursors = &claimCursors{m: map[string]claimCursor{}}
+	if c.notify {
+		c.notifier = wakeup.NewLimiter(c.notifyInterval, local)
+	}
+	c.cursors = newClaimCursors(local)
 	return c
 }
 
@@ -35,7 +44,9 @@ func newConfig(opts []Option) config {
 // The default, the database's clock, is what production wants: every relay,
 // on whatever host, measures leases and availability on the same clock. An
 // injected clock exists for deterministic tests (expire a lease by moving the
-// clock, not by sleeping). now == nil restores the database's clock.
+// clock, not by sleeping); it also drives the store's own timers, the claim
+// cursor's rescans and the notification limiter. now == nil restores the
+// database's clock.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) { c.clock = now }
 }
@@ -46,7 +57,7 @@ func WithClock(now func() time.Time) Option {
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) {
 		if l == nil {
-			l = slog.New(slog.NewTextHandler(io.Discard, nil))
+			l = slog.New(slog.DiscardHandler)
 		}
 		c.logger = l
 	}
@@ -66,8 +77,12 @@ func WithNotify(on bool) Option {
 // WithNotifyInterval sets how often, at most, the store notifies for one
 // (scope, lane, target): DefaultNotifyInterval by default, 0 for every
 // enqueue. Spacing notifications keeps concurrent producers from queueing
-// behind NOTIFY's commit lock; relays lose nothing by it, as a woken relay
-// claims until it has caught up and then once more shortly after.
+// behind NOTIFY's commit lock. Relays lose nothing by it: each notification
+// carries the interval, and a woken relay claims again one interval later,
+// which finds the enqueues that skipped their own notification. Only
+// enqueues that commit when their statement ends (a store on a pool) skip
+// notifications; one inside a caller's transaction commits when the caller
+// says, so it always notifies.
 func WithNotifyInterval(d time.Duration) Option {
 	return func(c *config) { c.notifyInterval = max(d, 0) }
 }

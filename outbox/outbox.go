@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/internal/validate"
 )
 
 // Well-known lanes and targets of the system pgoutbox was ported from. Lanes
@@ -30,31 +32,36 @@ const (
 // entry must stay well under Postgres's 2704-byte limit) and every request
 // bounded.
 const (
-	MaxLaneBytes       = 255
-	MaxTargetBytes     = 255
-	MaxDedupeKeyBytes  = 1024
-	MaxScopeBytes      = 512
-	MaxConsumerIDBytes = 255
+	MaxLaneBytes       = validate.MaxLaneBytes
+	MaxTargetBytes     = validate.MaxTargetBytes
+	MaxDedupeKeyBytes  = validate.MaxDedupeKeyBytes
+	MaxScopeBytes      = validate.MaxScopeBytes
+	MaxConsumerIDBytes = validate.MaxConsumerIDBytes
 	// MaxPayloadBytes caps a payload's encoded size. Outbox messages are
 	// notifications, not blobs; store large data in a table and send its key.
-	MaxPayloadBytes = 64 << 20
+	// A payload under this size is still refused when its binary jsonb form
+	// would exceed what jsonb can hold (256 MiB per array or object).
+	MaxPayloadBytes = validate.MaxPayloadBytes
 	// MaxPayloadDepth caps how deeply a payload's arrays and objects nest.
-	MaxPayloadDepth = 1000
+	MaxPayloadDepth = validate.MaxPayloadDepth
 	// MaxClaimLimit caps ClaimRequest.Limit.
-	MaxClaimLimit = 10_000
+	MaxClaimLimit = validate.MaxClaimLimit
 	// MaxLease caps ClaimRequest.Lease. Handlers that run longer extend
 	// their lease instead of taking a long one up front.
-	MaxLease = 24 * time.Hour
+	MaxLease = validate.MaxLease
 	// MinLease is the shortest lease a claim accepts.
-	MinLease = time.Millisecond
+	MinLease = validate.MinLease
 	// DefaultListLimit applies when ListFilter.Limit is zero.
-	DefaultListLimit = 100
+	DefaultListLimit = validate.DefaultListLimit
 	// MaxListLimit caps ListFilter.Limit.
-	MaxListLimit = 1000
+	MaxListLimit = validate.MaxListLimit
 	// MaxErrorBytes caps the reason stored by Nack; longer reasons are cut.
-	MaxErrorBytes = 4096
+	MaxErrorBytes = validate.MaxErrorBytes
 	// MaxRetryDelay caps NackAfter's delay.
-	MaxRetryDelay = 365 * 24 * time.Hour
+	MaxRetryDelay = validate.MaxRetryDelay
+	// MaxBatch caps the number of drafts, receipts or ids one batch call
+	// takes.
+	MaxBatch = validate.MaxBatch
 )
 
 // Status is where a message is in its life cycle.
@@ -112,7 +119,7 @@ func (o NackOutcome) String() string {
 var (
 	// ErrValidation is wrapped by every error about an invalid input. Such a
 	// call writes nothing. errors.As with *ValidationError gives the field.
-	ErrValidation = errors.New("invalid input")
+	ErrValidation = validate.ErrValidation
 	// ErrConflict is wrapped when a dedupe key is reused with a different
 	// draft. errors.As with *ConflictError gives the stored message.
 	ErrConflict = errors.New("dedupe key conflict")

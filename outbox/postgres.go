@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
+	"github.com/pgoutbox/pgoutbox/internal/validate"
+	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
 
 // PostgresStore is the Store on PostgreSQL. It is safe for concurrent use
@@ -34,7 +35,13 @@ var _ Store = (*PostgresStore)(nil)
 // NewPostgresStore returns a store that runs its statements on conn: a
 // *pgxpool.Pool for a service, a *pgx.Conn, or a pgx.Tx to run every call in
 // one transaction. The schema must be migrated first (see Migrate).
+//
+// On a pool, a statement that finds its session read-only (a failover
+// demoted the server it was connected to) resets the pool, so that the
+// next statement reconnects to the new primary instead of failing on the
+// old sessions until they expire.
 func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
+	conn = guard(conn)
 	return &PostgresStore{conn: conn, q: db.New(conn), qf: queries(conn), cfg: newConfig(opts)}
 }
 
@@ -56,7 +63,7 @@ func (s *PostgresStore) WithTx(tx pgx.Tx) *PostgresStore {
 // MaxScopeBytes of UTF-8, and hold no control characters. Scopes do not nest:
 // scoping a scoped store is an error.
 func (s *PostgresStore) Scoped(scope string) (*PostgresStore, error) {
-	if err := checkName("scope", scope, MaxScopeBytes); err != nil {
+	if err := validate.Scope(scope); err != nil {
 		return nil, fmt.Errorf("outbox: scoped: %w", err)
 	}
 	if s.scope != "" {
@@ -100,27 +107,29 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 		availableAt = &d.AvailableAt
 	}
 	now := s.now()
-	notify := s.cfg.notifier.allow(s.scope, d.Lane, d.Target)
+	n := s.notice(d.Lane, d.Target)
 	if d.DedupeKey == "" {
 		row, err := s.q.MessageInsert(ctx, db.MessageInsertParams{
-			Notify: notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
-			AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+			NotifyChannel: wakeup.Channel, NotifyPayload: n.payload, Scope: s.scope, Lane: d.Lane, Target: d.Target,
+			Payload: d.Payload, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
 		if err != nil {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
 		}
+		s.settle(ctx, n, row.Notified, true)
 		return EnqueueResult{Message: toMessage(row.PgoutboxMessage)}, nil
 	}
 	for range dedupeRetries {
 		row, err := s.q.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
-			Notify: notify, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
-			DedupeKey: d.DedupeKey, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+			NotifyChannel: wakeup.Channel, NotifyPayload: n.payload, Scope: s.scope, Lane: d.Lane, Target: d.Target,
+			Payload: d.Payload, DedupeKey: d.DedupeKey, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
 		})
 		if err == nil {
+			s.settle(ctx, n, row.Notified, true)
 			return EnqueueResult{Message: toMessage(row.PgoutboxMessage)}, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
-			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
+			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", explainSerialization(d.DedupeKey, err))
 		}
 		held, err := s.q.MessageGetByDedupeKey(ctx, db.MessageGetByDedupeKeyParams{
 			Payload: d.Payload, Scope: s.scope, Lane: d.Lane, Target: d.Target, DedupeKey: d.DedupeKey,
@@ -182,7 +191,7 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 	if verr != nil {
 		return nil, nil, fmt.Errorf("outbox: claim: %w", verr)
 	}
-	key := cursorKey(s.scope, r.Lane, r.Target)
+	key := wakeup.Key(s.scope, r.Lane, r.Target)
 	afterAt, afterID, fromCursor := s.cfg.cursors.start(key, r.Limit)
 	claimed, keys, held, err := s.claim(ctx, r, r.Limit, afterAt, afterID, ackIDs, ackTokens)
 	if err != nil {
@@ -212,14 +221,6 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 	return claimed, acked, nil
 }
 
-// inTx reports whether the store runs in a transaction it does not own, in
-// which a failed statement aborts the caller's transaction and cannot simply
-// be run again.
-func (s *PostgresStore) inTx() bool {
-	_, ok := s.conn.(pgx.Tx)
-	return ok
-}
-
 // claim runs one claim statement for up to limit messages, due ones taken
 // after (afterAt, afterID), acking the given claims on the way.
 func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, afterAt time.Time, afterID int64,
@@ -234,7 +235,7 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, af
 		Max:              int32(limit), //nolint:gosec // validate bounds it by MaxClaimLimit
 		AfterAvailableAt: afterAt,
 		AfterID:          afterID,
-		AckIds:           nonNilIDs(ackIDs),
+		AckIDs:           nonNilIDs(ackIDs),
 		AckTokens:        nonNilTokens(ackTokens),
 		ConsumerID:       r.ConsumerID,
 	}
@@ -264,12 +265,11 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, af
 			claimed = append(claimed, toMessage(db.PgoutboxMessage(row)))
 			keys = append(keys, row.ID)
 		case StatusDelivered:
-			// Acked on the way; its old token is the one it was acked with.
-			pos := slices.Index(ackIDs, row.ID)
-			held[heldClaim{row.ID, ackTokens[pos].Bytes}] = true
+			// Acked on the way; the statement returns the token it was acked with.
+			held[heldClaim{row.ID, row.ClaimToken.Bytes}] = true
 		default:
 			s.cfg.logger.WarnContext(ctx, "outbox: dead-lettered a message whose lease expired after its last attempt",
-				"id", toID(row.ID), "scope", s.scope, "lane", row.Lane, "target", row.Target, "attempts", row.AttemptCount)
+				"id", msgid.Format(row.ID), "scope", s.scope, "lane", row.Lane, "target", row.Target, "attempts", row.AttemptCount)
 		}
 	}
 	return claimed, keys, held, nil
@@ -321,7 +321,7 @@ func (s *PostgresStore) Ack(ctx context.Context, id, claimToken string) (bool, e
 func (s *PostgresStore) Nack(ctx context.Context, id, claimToken, reason string, retryAt time.Time) (NackOutcome, error) {
 	var at *time.Time
 	if !retryAt.IsZero() {
-		if verr := checkTime("retry_at", retryAt); verr != nil {
+		if verr := validate.Time("retry_at", retryAt); verr != nil {
 			return 0, fmt.Errorf("outbox: nack: %w", verr)
 		}
 		at = &retryAt
@@ -334,7 +334,7 @@ func (s *PostgresStore) Nack(ctx context.Context, id, claimToken, reason string,
 // default), so a backoff computed on a host with a wrong clock still waits
 // as long as it meant to.
 func (s *PostgresStore) NackAfter(ctx context.Context, id, claimToken, reason string, delay time.Duration) (NackOutcome, error) {
-	if verr := checkRetryDelay(delay); verr != nil {
+	if verr := validate.RetryDelay(delay); verr != nil {
 		return 0, fmt.Errorf("outbox: nack: %w", verr)
 	}
 	micros := delay.Microseconds()
@@ -350,7 +350,7 @@ func (s *PostgresStore) nack(ctx context.Context, id, claimToken, reason string,
 		return NackLostClaim, nil
 	}
 	status, err := s.q.MessageNack(ctx, db.MessageNackParams{
-		Now: s.now(), RetryAt: retryAt, RetryAfterMicros: afterMicros, LastError: cleanReason(reason),
+		Now: s.now(), RetryAt: retryAt, RetryAfterMicros: afterMicros, LastError: validate.CleanReason(reason),
 		ID: key, Scope: s.scope, ClaimToken: token,
 	})
 	switch {
@@ -364,17 +364,50 @@ func (s *PostgresStore) nack(ctx context.Context, id, claimToken, reason string,
 	return NackRequeued, nil
 }
 
+// DeadLetter is a permanent failure: the holder of a claimed message moves it
+// to the dead letters at once, with reason as its last error, whatever
+// attempts it has left. It returns false, changing nothing, when the caller
+// does not hold the claim. The reason is cleaned as Nack cleans it.
+func (s *PostgresStore) DeadLetter(ctx context.Context, id, claimToken, reason string) (bool, error) {
+	key, token, ok, verr := parseReceipt(id, claimToken)
+	if verr != nil {
+		return false, fmt.Errorf("outbox: dead-letter: %w", verr)
+	}
+	if !ok {
+		return false, nil
+	}
+	n, err := s.q.MessageDeadLetter(ctx, db.MessageDeadLetterParams{
+		Now: s.now(), LastError: validate.CleanReason(reason), ID: key, Scope: s.scope, ClaimToken: token,
+	})
+	if err != nil {
+		return false, fmt.Errorf("outbox: dead-letter %s: %w", id, err)
+	}
+	return n == 1, nil
+}
+
+// ExtendLease moves the lease of a claimed message to now + lease, so that a
+// handler running longer than its first lease keeps the message. It returns
+// false when the caller no longer holds the claim; the handler should then
+// stop, as the message may be with another consumer.
+func (s *PostgresStore) ExtendLease(ctx context.Context, id, claimToken string, lease time.Duration) (bool, error) {
+	ok, err := s.ExtendLeases(ctx, []Receipt{{ID: id, ClaimToken: claimToken}}, lease)
+	if err != nil {
+		return false, err
+	}
+	return ok[0], nil
+}
+
 // List returns the scope's messages matching f, oldest first, at most
 // f.Limit of them (see ListFilter for defaults, caps and paging).
 func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, error) {
 	if verr := f.check(); verr != nil {
 		return nil, fmt.Errorf("outbox: list: %w", verr)
 	}
-	limit, _ := listLimit(f.Limit)
-	after, _ := parseID(f.AfterID)
+	limit, _ := validate.ListLimit(f.Limit)
+	after, _ := msgid.Parse(f.AfterID)
 	rows, err := s.q.MessageList(ctx, db.MessageListParams{
 		Scope: s.scope, Status: optional(string(f.Status)), Lane: optional(f.Lane), Target: optional(f.Target),
-		AfterID: after, Max: limit,
+		AfterID: after, Max: int32(limit), //nolint:gosec // ListLimit bounds it by MaxListLimit
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list: %w", err)
@@ -388,10 +421,10 @@ func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, erro
 
 // Get returns one message of the store's scope by id, or ErrNotFound.
 func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
-	if verr := checkID("id", id); verr != nil {
+	if verr := validate.ID("id", id); verr != nil {
 		return Message{}, fmt.Errorf("outbox: get: %w", verr)
 	}
-	key, ok := parseID(id)
+	key, ok := msgid.Parse(id)
 	if !ok {
 		return Message{}, fmt.Errorf("outbox: get %q: %w", id, ErrNotFound)
 	}
@@ -405,28 +438,31 @@ func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
 	return toMessage(row), nil
 }
 
+// NextDue says how long, on the store's clock, until the earliest pending
+// message of lane and target that is not yet due becomes due, and false
+// when none is scheduled. An idle relay sleeps until then rather than until
+// its next poll (relay.DueScheduler).
+func (s *PostgresStore) NextDue(ctx context.Context, lane, target string) (time.Duration, bool, error) {
+	micros, err := s.q.MessageNextDue(ctx, db.MessageNextDueParams{Now: s.now(), Scope: s.scope, Lane: lane, Target: target})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("outbox: next due: %w", err)
+	}
+	return time.Duration(micros) * time.Microsecond, true, nil
+}
+
 // parseReceipt turns the id and token a consumer holds into their database
 // forms. Blank values are a caller's bug and fail validation; values that
 // cannot be an id or token this store issued are simply not held (ok false).
 func parseReceipt(id, claimToken string) (key int64, token pgtype.UUID, ok bool, err *ValidationError) {
-	if err := checkReceipt(id, claimToken); err != nil {
+	if err := validate.Receipt(id, claimToken); err != nil {
 		return 0, token, false, err
 	}
-	key, idOK := parseID(id)
+	key, idOK := msgid.Parse(id)
 	token, tokenOK := parseToken(claimToken)
 	return key, token, idOK && tokenOK, nil
-}
-
-// toID is the form of a message id callers see.
-func toID(id int64) string { return strconv.FormatInt(id, 10) }
-
-// parseID accepts the decimal form that toID gives ids.
-func parseID(id string) (int64, bool) {
-	n, err := strconv.ParseInt(id, 10, 64)
-	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != id {
-		return 0, false
-	}
-	return n, true
 }
 
 // parseToken accepts the canonical 36-character form of a UUID.
@@ -443,7 +479,7 @@ func parseToken(s string) (pgtype.UUID, bool) {
 
 func toMessage(r db.PgoutboxMessage) Message {
 	m := Message{
-		ID:           toID(r.ID),
+		ID:           msgid.Format(r.ID),
 		Lane:         r.Lane,
 		Target:       r.Target,
 		Payload:      r.Payload,

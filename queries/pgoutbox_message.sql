@@ -1,11 +1,11 @@
 -- name: MessageInsert :one
 -- Enqueue without a dedupe key: a plain insert, nothing can conflict.
 --
--- With @notify the statement also signals relays LISTENing on channel
--- 'pgoutbox' (payload: scope, lane and target separated by the unit
--- separator, a control character no name may contain). Postgres delivers it
--- at commit, and only then, so a relay never wakes for a message it cannot yet
--- see. The CTE is aliased as the table so sqlc returns the table's model.
+-- With a @notify_payload the statement also signals relays LISTENing on
+-- @notify_channel (the store decides when to notify and what the payload
+-- says; see internal/wakeup). Postgres delivers the notification at commit,
+-- and only then, so a relay never wakes for a message it cannot yet see.
+-- The CTE is aliased as the table so sqlc returns the table's model.
 WITH inserted AS (
     INSERT INTO pgoutbox_message (
         scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
@@ -14,16 +14,16 @@ WITH inserted AS (
         @lane::text,
         @target::text,
         @payload::jsonb,
-        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
+        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, statement_timestamp()),
         @max_attempts::integer,
-        coalesce(sqlc.narg('now')::timestamptz, now()),
-        coalesce(sqlc.narg('now')::timestamptz, now())
+        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
     )
     RETURNING *
 )
 SELECT sqlc.embed(pgoutbox_message),
-       CASE WHEN @notify::boolean
-            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+       CASE WHEN @notify_payload::text <> ''
+            THEN pg_notify(@notify_channel::text, @notify_payload::text) IS NOT NULL
             ELSE false
        END AS notified
 FROM inserted AS pgoutbox_message;
@@ -45,17 +45,17 @@ WITH inserted AS (
         @target::text,
         @payload::jsonb,
         @dedupe_key::text,
-        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, now()),
+        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, statement_timestamp()),
         @max_attempts::integer,
-        coalesce(sqlc.narg('now')::timestamptz, now()),
-        coalesce(sqlc.narg('now')::timestamptz, now())
+        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
     )
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING *
 )
 SELECT sqlc.embed(pgoutbox_message),
-       CASE WHEN @notify::boolean
-            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
+       CASE WHEN @notify_payload::text <> ''
+            THEN pg_notify(@notify_channel::text, @notify_payload::text) IS NOT NULL
             ELSE false
        END AS notified
 FROM inserted AS pgoutbox_message;
@@ -66,10 +66,21 @@ FROM inserted AS pgoutbox_message;
 -- rows that come back sorted by id line up with the drafts that were
 -- inserted. '' in @dedupe_keys means no key; @has_available_at false means
 -- now. Keys already taken (or repeated in the batch) insert nothing; the
--- caller reads their holders with MessageGetByDedupeKeys. Notifications are
--- one per (scope, lane, target): Postgres folds identical ones in a
--- transaction.
-WITH inserted AS (
+-- caller reads their holders with MessageGetByDedupeKeys.
+--
+-- Before inserting, the statement takes transaction-scoped advisory locks on
+-- @lock_ids (the batch's keys, ascending: see internal/keylock). Two batches
+-- that share dedupe keys in another order would otherwise each insert some
+-- keys and wait on the other's uncommitted rows for the rest: a deadlock.
+-- Taken in one global order, the second batch waits for the first to commit
+-- before inserting anything, then finds its keys held. The CTE is scanned
+-- before the first row is formed, so every lock is held before any id is
+-- drawn.
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest(@lock_ids::bigint[]) AS k(lock_id)
+),
+inserted AS (
     INSERT INTO pgoutbox_message (
         scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
     )
@@ -79,11 +90,11 @@ WITH inserted AS (
            d.payload,
            nullif(d.dedupe_key, ''),
            CASE WHEN d.has_available_at THEN d.available_at
-                ELSE coalesce(sqlc.narg('now')::timestamptz, now())
+                ELSE coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
            END,
            d.max_attempts,
-           coalesce(sqlc.narg('now')::timestamptz, now()),
-           coalesce(sqlc.narg('now')::timestamptz, now())
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
     FROM (
         -- Set-returning functions in one select list advance in lockstep.
         SELECT unnest(@lanes::text[]) AS lane,
@@ -95,16 +106,23 @@ WITH inserted AS (
                unnest(@max_attempts::integer[]) AS max_attempts,
                generate_subscripts(@lanes::text[], 1) AS ordinal
     ) d
+    CROSS JOIN locked l
+    WHERE l.n >= 0
     ORDER BY d.ordinal
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING *
 )
 SELECT sqlc.embed(pgoutbox_message),
-       CASE WHEN @notify::boolean
-            THEN pg_notify('pgoutbox', pgoutbox_message.scope || chr(31) || pgoutbox_message.lane || chr(31) || pgoutbox_message.target) IS NOT NULL
-            ELSE false
-       END AS notified
+       n.notified::bigint AS notified
 FROM inserted AS pgoutbox_message
+-- One notification per payload the caller passed (one per distinct scope,
+-- lane and target it wants to wake), sent once, and only when the statement
+-- inserted something: a fully deduplicated batch notifies nobody.
+CROSS JOIN (
+    SELECT count(*) FILTER (WHERE pg_notify(@notify_channel::text, p.payload) IS NOT NULL) AS notified
+    FROM unnest(@notify_payloads::text[]) AS p(payload)
+    WHERE EXISTS (SELECT 1 FROM inserted)
+) n
 ORDER BY pgoutbox_message.id;
 
 -- name: MessageGetByDedupeKeys :many
@@ -163,7 +181,11 @@ WHERE id = @id::bigint
 -- The same statement acks the claimer's previous successes (@ack_ids with
 -- @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
 -- that keeps up pays one statement and one commit per batch instead of two.
--- The ack rows are locked in id order (an index scan of id = ANY). The claim
+-- A row being acked here is never also a claim candidate: two branches of
+-- one statement cannot both update a row (only one update would survive),
+-- and a holder whose lease ran out may still ack while nobody has claimed
+-- the message since. The ack rows are locked in id order (an index scan of
+-- id = ANY). The claim
 -- branches almost never wait, but SKIP LOCKED does not promise it: when a
 -- candidate's updater commits at the instant the claim locks it, PostgreSQL
 -- follows the row's update chain and waits for the next version's locker,
@@ -175,9 +197,13 @@ WHERE id = @id::bigint
 -- rows dead-lettered on the way (status 'dead_letter'), then the acked rows
 -- (status 'delivered').
 WITH clock AS (
-    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now,
-           coalesce(sqlc.narg('now')::timestamptz, now())
+    SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now,
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
                + sqlc.arg('lease_micros')::bigint * interval '1 microsecond' AS lease_until
+),
+acks AS (
+    -- Set-returning functions in one select list advance in lockstep.
+    SELECT unnest(@ack_ids::bigint[]) AS id, unnest(@ack_tokens::uuid[]) AS token
 ),
 expired AS (
     SELECT m.id AS candidate_id,
@@ -189,6 +215,7 @@ expired AS (
       AND m.target = @target::text
       AND m.status = 'claimed'
       AND m.lease_expires_at <= (SELECT k.now FROM clock k)
+      AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.id = m.id AND a.token = m.claim_token)
     ORDER BY m.available_at, m.id
     LIMIT @max::integer
     FOR UPDATE SKIP LOCKED
@@ -243,12 +270,15 @@ acked AS (
         claim_token = NULL,
         lease_expires_at = NULL,
         updated_at = k.now
-    FROM clock k
+    FROM clock k, acks a
     WHERE m.id = ANY(@ack_ids::bigint[])
-      AND m.claim_token = (@ack_tokens::uuid[])[array_position(@ack_ids::bigint[], m.id)]
+      AND m.id = a.id
+      AND m.claim_token = a.token
       AND m.scope = @scope::text
+    -- claim_token: the token the row was acked with, so the caller knows
+    -- which of its receipts held.
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
-              m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
+              m.attempt_count, m.max_attempts, m.claimed_by, a.token::uuid AS claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at
 ),
 claimed AS (
@@ -282,6 +312,26 @@ SELECT id, scope, lane, target, 'null'::jsonb, dedupe_key, status, available_at,
 FROM acked
 ORDER BY status, available_at, id;
 
+-- name: MessageNextDue :one
+-- How long, in microseconds on the store's clock, until the earliest pending
+-- message of one (scope, lane, target) that is not yet due becomes due. An
+-- idle relay sleeps until then instead of until its next poll: a NOTIFY
+-- fires at commit, before a delayed message is due, and nothing else would
+-- wake the relay at its due time. One probe of the due index; no row when
+-- nothing is scheduled.
+WITH clock AS (
+    SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now
+)
+SELECT (extract(epoch FROM (m.available_at - k.now)) * 1000000)::bigint AS micros
+FROM pgoutbox_message m, clock k
+WHERE m.scope = @scope::text
+  AND m.lane = @lane::text
+  AND m.target = @target::text
+  AND m.status = 'pending'
+  AND m.available_at > k.now
+ORDER BY m.available_at
+LIMIT 1;
+
 -- name: MessageAck :execrows
 -- Fenced by the claim token: only the current holder can complete a message.
 -- A holder whose lease has expired still succeeds as long as nobody has
@@ -291,7 +341,7 @@ SET status = 'delivered',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE id = @id::bigint
   AND scope = @scope::text
   AND status = 'claimed'
@@ -299,23 +349,27 @@ WHERE id = @id::bigint
 
 -- name: MessageAckMany :many
 -- Acks a batch of (id, token) pairs in one statement and returns the pairs
--- that were still held. Each id is matched with the token at the same
--- position. Only claimed rows have a token (pgoutbox_message_claim_check), so
--- the token test stands for status = 'claimed' without letting the planner
--- prefer the lease index (which holds every claim since the last VACUUM)
--- over primary-key lookups. The index scan of id = ANY visits ids in
--- ascending order, so two relays acking overlapping batches (possible only
--- after lost claims) lock in the same order and cannot deadlock.
+-- that were still held. Each pair is judged on its own: a stale and the
+-- current token of one message in the same batch ack it once, with the
+-- current one. Only claimed rows have a token (pgoutbox_message_claim_check),
+-- so the token test stands for status = 'claimed' without letting the
+-- planner prefer the lease index (which holds every claim since the last
+-- VACUUM) over primary-key lookups: id = ANY keeps the scan on the primary
+-- key, and its ascending order means two relays acking overlapping batches
+-- (possible only after lost claims) lock in the same order and cannot
+-- deadlock.
 UPDATE pgoutbox_message m
 SET status = 'delivered',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS token) a
 WHERE m.id = ANY(@ids::bigint[])
-  AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
+  AND m.id = a.id
+  AND m.claim_token = a.token
   AND m.scope = @scope::text
-RETURNING m.id, (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]::uuid AS claim_token;
+RETURNING m.id, a.token::uuid AS claim_token;
 
 -- name: MessageExtendLeases :many
 -- Heartbeat: moves the lease of each held (id, token) pair to now + @lease
@@ -323,18 +377,19 @@ RETURNING m.id, (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]::u
 -- extend it while nobody has claimed the message since. Matches and locks
 -- like MessageAckMany.
 WITH clock AS (
-    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now,
-           coalesce(sqlc.narg('now')::timestamptz, now())
+    SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now,
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
                + sqlc.arg('lease_micros')::bigint * interval '1 microsecond' AS lease_until
 )
 UPDATE pgoutbox_message m
 SET lease_expires_at = k.lease_until,
     updated_at = k.now
-FROM clock k
+FROM clock k, (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS token) a
 WHERE m.id = ANY(@ids::bigint[])
-  AND m.claim_token = (@claim_tokens::uuid[])[array_position(@ids::bigint[], m.id)]
+  AND m.id = a.id
+  AND m.claim_token = a.token
   AND m.scope = @scope::text
-RETURNING m.id, m.claim_token;
+RETURNING m.id, a.token::uuid AS claim_token;
 
 -- name: MessageDeadLetter :execrows
 -- A permanent failure: the holder dead-letters the message at once, whatever
@@ -345,7 +400,7 @@ SET status = 'dead_letter',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE id = @id::bigint
   AND scope = @scope::text
   AND status = 'claimed'
@@ -363,7 +418,7 @@ SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pe
         WHEN attempt_count >= max_attempts THEN available_at
         ELSE coalesce(
             sqlc.narg('retry_at')::timestamptz,
-            coalesce(sqlc.narg('now')::timestamptz, now())
+            coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
                 + coalesce(sqlc.narg('retry_after_micros')::bigint, 0) * interval '1 microsecond'
         )
     END,
@@ -371,7 +426,7 @@ SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pe
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE id = @id::bigint
   AND scope = @scope::text
   AND status = 'claimed'
@@ -400,8 +455,8 @@ LIMIT @max::integer;
 UPDATE pgoutbox_message
 SET status = 'pending',
     attempt_count = 0,
-    available_at = coalesce(sqlc.narg('now')::timestamptz, now()),
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    available_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE id = ANY(@ids::bigint[])
   AND scope = @scope::text
   AND status = 'dead_letter'
@@ -415,8 +470,8 @@ RETURNING id;
 UPDATE pgoutbox_message m
 SET status = 'pending',
     attempt_count = 0,
-    available_at = coalesce(sqlc.narg('now')::timestamptz, now()),
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    available_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE m.id IN (
     SELECT d.id
     FROM pgoutbox_message d
@@ -439,7 +494,7 @@ RETURNING m.id;
 -- reached the end). A batch holds at most @max row locks and writes at most
 -- @max deletions to the WAL; deleting the row frees its dedupe key.
 WITH cutoff AS (
-    SELECT coalesce(sqlc.narg('now')::timestamptz, now())
+    SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
                - sqlc.arg('older_than_micros')::bigint * interval '1 microsecond' AS at
 ),
 batch AS (
@@ -471,7 +526,7 @@ SELECT count(*)::bigint
 FROM pgoutbox_message
 WHERE scope = @scope::text
   AND status = ANY(@statuses::text[])
-  AND updated_at < coalesce(sqlc.narg('now')::timestamptz, now())
+  AND updated_at < coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
                    - sqlc.arg('older_than_micros')::bigint * interval '1 microsecond';
 
 -- name: MessageStats :many
@@ -483,7 +538,7 @@ WHERE scope = @scope::text
 -- pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
 -- @with_delivered is set, as that reads the whole table.
 WITH clock AS (
-    SELECT coalesce(sqlc.narg('now')::timestamptz, now()) AS now
+    SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now
 ),
 pending AS (
     SELECT p.lane, p.target, count(*) AS n,
@@ -534,7 +589,9 @@ LEFT JOIN pending p ON p.lane = k.lane AND p.target = k.target
 LEFT JOIN claimed c ON c.lane = k.lane AND c.target = k.target
 LEFT JOIN dead d ON d.lane = k.lane AND d.target = k.target
 LEFT JOIN delivered v ON v.lane = k.lane AND v.target = k.target
-ORDER BY k.lane, k.target;
+-- Byte order, whatever the database's collation: the same on every server
+-- (and in memstore), so outputs compare and scripts can rely on it.
+ORDER BY k.lane COLLATE "C", k.target COLLATE "C";
 
 -- name: MessageLockDue :many
 -- Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
@@ -548,7 +605,7 @@ WHERE m.scope = @scope::text
   AND m.lane = @lane::text
   AND m.target = @target::text
   AND m.status = 'pending'
-  AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, now())
+  AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
   AND (m.available_at, m.id) > (sqlc.arg('after_available_at')::timestamptz, sqlc.arg('after_id')::bigint)
   -- SKIP LOCKED does not skip rows this transaction already locked: a
   -- second lock in the same batch names the first one's rows.
@@ -575,7 +632,7 @@ SET status = CASE
         WHEN NOT (@oks::boolean[])[array_position(@ids::bigint[], m.id)]
              AND NOT (@permanents::boolean[])[array_position(@ids::bigint[], m.id)]
              AND m.attempt_count + 1 < m.max_attempts
-        THEN coalesce(sqlc.narg('now')::timestamptz, now())
+        THEN coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
              + (@retry_after_micros::bigint[])[array_position(@ids::bigint[], m.id)] * interval '1 microsecond'
         ELSE m.available_at
     END,
@@ -583,7 +640,7 @@ SET status = CASE
         WHEN (@oks::boolean[])[array_position(@ids::bigint[], m.id)] THEN m.last_error
         ELSE (@reasons::text[])[array_position(@ids::bigint[], m.id)]
     END,
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, now())
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE m.id = ANY(@ids::bigint[])
   AND m.scope = @scope::text
 RETURNING m.id, m.status;

@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -37,6 +36,17 @@ type Store interface {
 	ExtendLeases(ctx context.Context, receipts []outbox.Receipt, lease time.Duration) ([]bool, error)
 }
 
+// DueScheduler is implemented by stores that can say when the next message
+// of a lane and target falls due (outbox.PostgresStore and memstore.Store
+// do). An idle relay on such a store claims again at that moment instead of
+// at its next poll, so a message enqueued with a short AvailableAt delay is
+// not left for the poll. NextDue returns how long until the earliest
+// pending message not yet due becomes due, on the store's clock, and false
+// when there is none.
+type DueScheduler interface {
+	NextDue(ctx context.Context, lane, target string) (time.Duration, bool, error)
+}
+
 // Mode is how a relay takes messages.
 type Mode int
 
@@ -62,14 +72,6 @@ type BatchLocker interface {
 	LockBatch(ctx context.Context, r outbox.LockRequest) (*outbox.LockedBatch, error)
 }
 
-// Wakeups tells a relay that messages may be waiting, so that it claims
-// before its next poll. Notifier (LISTEN/NOTIFY) implements it.
-type Wakeups interface {
-	// Subscribe returns a channel that receives (coalesced) wake-ups for one
-	// scope, lane and target, and a function that ends the subscription.
-	Subscribe(scope, lane, target string) (<-chan struct{}, func())
-}
-
 // Config configures a Relay. Lane, Target and Handler are required; every
 // other field has a default.
 type Config struct {
@@ -88,11 +90,13 @@ type Config struct {
 	// than there are free handler slots. Default: Concurrency.
 	BatchSize int
 	// Lease is the lease each claim takes and each heartbeat renews; in
-	// ModeLock, the time a whole batch has before its handlers are
-	// cancelled. Default 30s.
+	// ModeLock, the time a whole batch has: handlers still running then are
+	// cancelled and the outcomes known so far are written. Default 30s.
 	Lease time.Duration
-	// HeartbeatInterval is how often in-flight leases are extended. It must
-	// be shorter than Lease. Default: Lease / 3.
+	// HeartbeatInterval is how often in-flight leases are extended (claim
+	// mode) or a locked batch's transaction is checked (lock mode). A lease
+	// is renewed at the latest 1.5 intervals after it was taken, so the
+	// interval must be at most Lease / 2. Default: Lease / 3.
 	HeartbeatInterval time.Duration
 	// PollInterval is how long an idle relay waits before claiming again
 	// when no wake-up comes. Default 1s.
@@ -167,7 +171,7 @@ func (c Config) withDefaults() Config {
 		c.StatementTimeout = 30 * time.Second
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.MeterProvider == nil {
 		c.MeterProvider = metricnoop.NewMeterProvider()
@@ -207,8 +211,11 @@ func (c Config) validate() error {
 			return invalid(d.field, "must be at least %s, got %s", minInterval, d.value)
 		}
 	}
-	if c.HeartbeatInterval >= c.Lease {
-		return invalid("heartbeat_interval", "must be shorter than the lease (%s), got %s", c.Lease, c.HeartbeatInterval)
+	// The heartbeat renews a lease once it is half an interval old, at the
+	// next tick: up to 1.5 intervals after it was taken. At Lease / 2 that
+	// leaves a quarter of the lease for the renewal itself.
+	if c.HeartbeatInterval > c.Lease/2 {
+		return invalid("heartbeat_interval", "must be at most half the lease (%s), got %s: a lease is renewed up to 1.5 intervals after it was taken", c.Lease/2, c.HeartbeatInterval)
 	}
 	return nil
 }

@@ -1,6 +1,9 @@
 package relay
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // permanentError marks a failure that retrying cannot fix.
 type permanentError struct{ err error }
@@ -22,4 +25,24 @@ func Permanent(err error) error {
 func IsPermanent(err error) bool {
 	var p permanentError
 	return errors.As(err, &p)
+}
+
+// retryAfterError asks for a retry no sooner than after.
+type retryAfterError struct {
+	err   error
+	after time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter wraps err to say when the next attempt may come: no sooner than
+// after (a target's Retry-After, a rate limit's reset). The relay waits the
+// longer of after and its Backoff's delay, capped at outbox.MaxRetryDelay.
+// RetryAfter(nil, d) is nil.
+func RetryAfter(err error, after time.Duration) error {
+	if err == nil {
+		return nil
+	}
+	return &retryAfterError{err: err, after: max(after, 0)}
 }

@@ -3,20 +3,39 @@ package relay
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
 
 // NotifyChannel is the channel enqueues notify when the store's WithNotify
 // is on (the default).
-const NotifyChannel = "pgoutbox"
+const NotifyChannel = wakeup.Channel
+
+// Wakeups tells a relay that messages may be waiting, so that it claims
+// before its next poll. Notifier (LISTEN/NOTIFY) implements it, and so does
+// memstore.Store.
+type Wakeups interface {
+	// Subscribe returns a channel that receives wake-ups for one scope,
+	// lane and target (coalesced: a subscriber that has not taken the last
+	// one gets one wake-up, with the longest FollowUp), and a function that
+	// ends the subscription.
+	Subscribe(scope, lane, target string) (<-chan Wakeup, func())
+}
+
+// Wakeup says that messages of a subscription were committed.
+type Wakeup struct {
+	// FollowUp, when positive, asks the relay to claim once more this long
+	// after the wake-up: the producer left enqueues that commit within its
+	// notify interval without a notification of their own (see
+	// outbox.WithNotifyInterval), and this finds them.
+	FollowUp time.Duration
+}
 
 // Notifier turns Postgres notifications into relay wake-ups. One Notifier
 // per process serves any number of relays over one connection it takes out
@@ -28,7 +47,7 @@ type Notifier struct {
 	keepalive time.Duration
 
 	mu        sync.Mutex
-	subs      map[string]map[chan struct{}]struct{}
+	subs      map[string]map[chan Wakeup]struct{}
 	listening chan struct{} // closed once the first LISTEN succeeded
 }
 
@@ -36,28 +55,24 @@ type Notifier struct {
 // Call Run to start it. logger may be nil.
 func NewNotifier(pool *pgxpool.Pool, logger *slog.Logger) *Notifier {
 	if logger == nil {
-		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		logger = slog.New(slog.DiscardHandler)
 	}
 	return &Notifier{
 		pool:      pool,
 		logger:    logger,
 		keepalive: 15 * time.Second,
-		subs:      map[string]map[chan struct{}]struct{}{},
+		subs:      map[string]map[chan Wakeup]struct{}{},
 		listening: make(chan struct{}),
 	}
 }
 
-func subKey(scope, lane, target string) string {
-	return scope + "\x1f" + lane + "\x1f" + target
-}
-
 // Subscribe implements Wakeups.
-func (n *Notifier) Subscribe(scope, lane, target string) (<-chan struct{}, func()) {
-	key := subKey(scope, lane, target)
-	ch := make(chan struct{}, 1)
+func (n *Notifier) Subscribe(scope, lane, target string) (<-chan Wakeup, func()) {
+	key := wakeup.Key(scope, lane, target)
+	ch := make(chan Wakeup, 1)
 	n.mu.Lock()
 	if n.subs[key] == nil {
-		n.subs[key] = map[chan struct{}]struct{}{}
+		n.subs[key] = map[chan Wakeup]struct{}{}
 	}
 	n.subs[key][ch] = struct{}{}
 	n.mu.Unlock()
@@ -77,7 +92,9 @@ func (n *Notifier) Listening() <-chan struct{} { return n.listening }
 
 // Run listens until ctx ends, reconnecting after errors, and returns nil. A
 // connection that stops answering (a half-open socket after a network cut)
-// is detected by a keepalive ping and replaced. After every (re)connect all
+// is detected by a keepalive query and replaced; so is one that answers
+// read-only (the server was demoted by a failover), after resetting the
+// pool. After every (re)connect all
 // subscribers are woken, since notifications sent while nobody listened are
 // gone.
 func (n *Notifier) Run(ctx context.Context) error {
@@ -106,6 +123,9 @@ func (n *Notifier) listen(ctx context.Context) error {
 		defer cancel()
 		_ = conn.Close(closeCtx)
 	}()
+	if err := n.writable(ctx, db.New(conn)); err != nil {
+		return err
+	}
 	if err := db.New(conn).NotifyListen(ctx); err != nil {
 		return err
 	}
@@ -132,9 +152,10 @@ func (n *Notifier) listen(ctx context.Context) error {
 		case !errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
 			return err
 		}
-		// Quiet for a while: make sure the server is still there.
+		// Quiet for a while: make sure the server is still there, and
+		// still the primary.
 		pingCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = conn.Ping(pingCtx)
+		err = n.writable(pingCtx, db.New(conn))
 		cancel()
 		if err != nil {
 			return err
@@ -142,15 +163,34 @@ func (n *Notifier) listen(ctx context.Context) error {
 	}
 }
 
+// errReadOnly: the session answers read-only.
+var errReadOnly = errors.New("relay: notifier: the server answers read-only (a failover demoted it?); reconnecting")
+
+// writable checks that the session can write. A read-only session after a
+// failover belongs to the old primary, where no producer commits any more:
+// the notifier resets the pool, so that it and the relays reconnect to the
+// new primary, and listens again there.
+func (n *Notifier) writable(ctx context.Context, q *db.Queries) error {
+	readOnly, err := q.SessionReadOnly(ctx)
+	if err != nil {
+		return err
+	}
+	if readOnly {
+		n.pool.Reset()
+		return errReadOnly
+	}
+	return nil
+}
+
 func (n *Notifier) wake(payload string) {
-	parts := strings.Split(payload, "\x1f")
-	if len(parts) != 3 {
+	key, followUp, ok := wakeup.Parse(payload)
+	if !ok {
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for ch := range n.subs[subKey(parts[0], parts[1], parts[2])] {
-		signal(ch)
+	for ch := range n.subs[key] {
+		Signal(ch, Wakeup{FollowUp: followUp})
 	}
 }
 
@@ -159,14 +199,23 @@ func (n *Notifier) wakeAll() {
 	defer n.mu.Unlock()
 	for _, chans := range n.subs {
 		for ch := range chans {
-			signal(ch)
+			Signal(ch, Wakeup{})
 		}
 	}
 }
 
-func signal(ch chan struct{}) {
+// Signal delivers w on a subscription channel of capacity one without
+// blocking, merging it with a wake-up the subscriber has not taken yet (the
+// longer FollowUp wins). Implementations of Wakeups use it; a channel must
+// have one sender at a time (hold the lock that guards the subscription).
+func Signal(ch chan Wakeup, w Wakeup) {
 	select {
-	case ch <- struct{}{}:
+	case old := <-ch:
+		w.FollowUp = max(w.FollowUp, old.FollowUp)
+	default:
+	}
+	select {
+	case ch <- w:
 	default:
 	}
 }

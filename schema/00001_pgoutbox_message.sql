@@ -1,5 +1,21 @@
 -- +goose Up
 
+-- jsonb holds Unicode; under another server encoding a payload such as
+-- {"a":"\u00e9"} fails at insert time (SQLSTATE 0A000) and aborts the
+-- producer's transaction. Refuse such a database before creating anything.
+-- (Added after release: a database that already ran this migration passed
+-- it, or never will run it again.)
+-- +goose StatementBegin
+DO $$
+BEGIN
+    IF current_setting('server_encoding') <> 'UTF8' THEN
+        RAISE EXCEPTION 'pgoutbox needs a database with the UTF8 encoding; this one uses %', current_setting('server_encoding')
+            USING HINT = 'CREATE DATABASE ... ENCODING ''UTF8'' (with a UTF-8 locale, or TEMPLATE template0)';
+    END IF;
+END
+$$;
+-- +goose StatementEnd
+
 -- One row per outbox message, from enqueue until a purge removes it.
 --
 -- Life cycle: pending -> claimed -> delivered, with claimed -> pending on a

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
@@ -167,7 +168,7 @@ func runGet(ctx context.Context, args []string, std stdio) error {
 		return usagef("want exactly one message id")
 	}
 	id := fs.Arg(0)
-	if err := outbox.ValidateID(id); err != nil {
+	if err := validate.ID("id", id); err != nil {
 		return usageError{err}
 	}
 	pool, store, err := sf.open(ctx)

@@ -219,7 +219,19 @@ func NewDB(t testing.TB) *DB {
 // the test ends.
 func NewEmptyDB(t testing.TB, template string) *DB {
 	t.Helper()
-	d, drop, err := createDB(context.Background(), template)
+	return newEmptyDB(t, template, "")
+}
+
+// NewEncodedDB creates an empty, unmigrated database with the given server
+// encoding (from template0, C locale), and drops it when the test ends.
+func NewEncodedDB(t testing.TB, encoding string) *DB {
+	t.Helper()
+	return newEmptyDB(t, "template0", encoding)
+}
+
+func newEmptyDB(t testing.TB, template, encoding string) *DB {
+	t.Helper()
+	d, drop, err := createDB(context.Background(), template, encoding)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -237,7 +249,7 @@ func NewEmptyDB(t testing.TB, template string) *DB {
 // before the tests run.
 func MainWithURL(m *testing.M, env string) {
 	os.Exit(runWith(m, func(ctx context.Context) (func() error, error) {
-		d, drop, err := createDB(ctx, "")
+		d, drop, err := createDB(ctx, "", "")
 		if err != nil {
 			return nil, err
 		}
@@ -245,7 +257,7 @@ func MainWithURL(m *testing.M, env string) {
 	}))
 }
 
-func createDB(ctx context.Context, template string) (*DB, func() error, error) {
+func createDB(ctx context.Context, template, encoding string) (*DB, func() error, error) {
 	e := current
 	if e == nil {
 		return nil, nil, errors.New("Main did not run; call pgtest.Main(m) from TestMain")
@@ -258,7 +270,11 @@ func createDB(ctx context.Context, template string) (*DB, func() error, error) {
 	// which another test binary may briefly be; retry for a while.
 	var err error
 	for range 50 {
-		_, err = e.admin.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE "+pgx.Identifier{template}.Sanitize())
+		create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+		if encoding != "" {
+			create += " ENCODING " + quoteLiteral(encoding) + " LC_COLLATE 'C' LC_CTYPE 'C'"
+		}
+		_, err = e.admin.Exec(ctx, create)
 		if err == nil || !strings.Contains(err.Error(), "is being accessed by other users") {
 			break
 		}
@@ -276,6 +292,10 @@ func createDB(ctx context.Context, template string) (*DB, func() error, error) {
 	}
 	return &DB{Name: name, URL: withDatabase(e.server.URL, name)}, drop, nil
 }
+
+// quoteLiteral quotes s as an SQL string literal (CREATE DATABASE takes no
+// parameters).
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // Server returns the server Main set up, for tests that need to act on it
 // (restart the container, say).
@@ -311,7 +331,7 @@ func SharedDB(tb testing.TB) *DB {
 		tb.Fatal("pgtest: Main did not run; call pgtest.Main(m) from TestMain")
 	}
 	e.sharedOnce.Do(func() {
-		d, drop, err := createDB(context.Background(), "")
+		d, drop, err := createDB(context.Background(), "", "")
 		if err != nil {
 			e.sharedErr = err
 			return

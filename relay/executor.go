@@ -1,0 +1,78 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/pgoutbox/pgoutbox/outbox"
+)
+
+// executor runs one message through the handler. Both modes deliver through
+// it, so a delivery has the same span, metrics, panic recovery and outcome
+// rules whichever way the message was taken.
+type executor struct {
+	handler Handler
+	backoff Backoff
+	tracer  trace.Tracer
+	metrics *metrics
+	logger  *slog.Logger
+}
+
+// result is what a delivery came to.
+type result struct {
+	err        error         // nil: delivered
+	permanent  bool          // dead-letter now
+	retryAfter time.Duration // when not permanent: the delay before the next attempt
+}
+
+// run delivers m. ctx is the handler's context; the span and metrics are
+// recorded on it.
+func (x *executor) run(ctx context.Context, m outbox.Message) result {
+	ctx, span := x.tracer.Start(ctx, "pgoutbox.deliver", trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			attribute.String("pgoutbox.message.id", m.ID),
+			attribute.String("pgoutbox.lane", m.Lane),
+			attribute.String("pgoutbox.target", m.Target),
+			attribute.Int("pgoutbox.attempt", m.AttemptCount),
+		))
+	defer span.End()
+	x.metrics.inflight.Add(ctx, 1, x.metrics.attrs)
+	started := time.Now()
+	err := x.call(ctx, m)
+	x.metrics.duration.Record(ctx, time.Since(started).Seconds(), x.metrics.attrs)
+	x.metrics.inflight.Add(ctx, -1, x.metrics.attrs)
+	if err == nil {
+		return result{}
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, "handler failed")
+	if IsPermanent(err) {
+		return result{err: err, permanent: true}
+	}
+	delay := max(x.backoff(m.AttemptCount), 0)
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		delay = max(delay, ra.after)
+	}
+	return result{err: err, retryAfter: min(delay, outbox.MaxRetryDelay)}
+}
+
+// call runs the handler, turning a panic into an error.
+func (x *executor) call(ctx context.Context, m outbox.Message) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			x.logger.ErrorContext(ctx, "relay: handler panicked", "id", m.ID, "lane", m.Lane,
+				"target", m.Target, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("handler panicked: %v", p)
+		}
+	}()
+	return x.handler(ctx, m)
+}
