@@ -21,9 +21,10 @@ type modelStore interface {
 }
 
 // A model-based property test: random sequences of enqueue (with and
-// without dedupe keys), claim, ack, nack, extend, dead-letter, redrive,
-// purge and clock jumps run against PostgresStore and memstore side by
-// side; after every step their observable states agree. Message ids and
+// without dedupe keys), claim, claim-and-ack, ack (singly and in batches
+// holding stale and repeated receipts), nack, extend, dead-letter, redrive
+// (by lane and by ids, repeated and in other forms), purge, get, stats and
+// clock jumps run against PostgresStore and memstore side by side; after every step their observable states agree. Message ids and
 // claim tokens differ between the stores, so the test maps one onto the
 // other as they are handed out.
 //
@@ -49,11 +50,16 @@ func TestModelPostgresAgreesWithMemstore(t *testing.T) {
 			"enqueue":     m.enqueue,
 			"enqueueMany": m.enqueueMany,
 			"claim":       m.claim,
+			"claimAndAck": m.claimAndAck,
 			"ack":         m.ack,
+			"ackMany":     m.ackMany,
+			"get":         m.get,
+			"stats":       m.stats,
 			"nack":        m.nack,
 			"extend":      m.extend,
 			"deadLetter":  m.deadLetter,
 			"redrive":     m.redrive,
+			"redriveIDs":  m.redriveIDs,
 			"purge":       m.purge,
 			"advance":     m.advance,
 			"":            m.check,
@@ -168,6 +174,110 @@ func (m *model) claim(t *rapid.T) {
 			t.Fatalf("claim [%d]: postgres %s (memstore %s) vs memstore %s", i, a[i].ID, m.idMap[a[i].ID], b[i].ID)
 		}
 		m.held = append(m.held, heldPair{a[i].Receipt(), b[i].Receipt()})
+	}
+}
+
+// claimAndAck acks some held receipts (current or stale) and claims, in one
+// call.
+func (m *model) claimAndAck(t *rapid.T) {
+	r := outbox.ClaimRequest{
+		Lane: "lane", Target: rapid.SampledFrom(modelTargets).Draw(t, "target"),
+		Limit: rapid.IntRange(1, 4).Draw(t, "limit"), Lease: time.Duration(rapid.IntRange(1, 10).Draw(t, "lease")) * time.Second,
+		ConsumerID: "model",
+	}
+	pgAcks, memAcks := m.pickReceipts(t)
+	a, okA, errA := m.pg.ClaimAndAck(t.Context(), r, pgAcks)
+	b, okB, errB := m.mem.ClaimAndAck(t.Context(), r, memAcks)
+	if !same(t, "claim and ack", errA, errB) {
+		return
+	}
+	if fmt.Sprint(okA) != fmt.Sprint(okB) {
+		t.Fatalf("claim and ack: acked %v vs %v", okA, okB)
+	}
+	if len(a) != len(b) {
+		t.Fatalf("claim and ack: %d vs %d messages", len(a), len(b))
+	}
+	for i := range a {
+		if m.idMap[a[i].ID] != b[i].ID {
+			t.Fatalf("claim and ack [%d]: postgres %s (memstore %s) vs memstore %s", i, a[i].ID, m.idMap[a[i].ID], b[i].ID)
+		}
+		m.held = append(m.held, heldPair{a[i].Receipt(), b[i].Receipt()})
+	}
+}
+
+// pickReceipts draws up to four held receipts, repeats allowed.
+func (m *model) pickReceipts(t *rapid.T) (pg, mem []outbox.Receipt) {
+	if len(m.held) == 0 {
+		return nil, nil
+	}
+	for range rapid.IntRange(0, 4).Draw(t, "receipts") {
+		h := m.held[rapid.IntRange(0, len(m.held)-1).Draw(t, "receipt")]
+		pg, mem = append(pg, h.pg), append(mem, h.mem)
+	}
+	return pg, mem
+}
+
+func (m *model) ackMany(t *rapid.T) {
+	pg, mem := m.pickReceipts(t)
+	a, errA := m.pg.AckMany(t.Context(), pg)
+	b, errB := m.mem.AckMany(t.Context(), mem)
+	if same(t, "ack many", errA, errB) && fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Fatalf("ack many: %v vs %v", a, b)
+	}
+}
+
+// otherForm writes an id the way a careless caller might: it must name no
+// message in either store.
+func otherForm(t *rapid.T, id string) string {
+	return rapid.SampledFrom([]string{id, "0" + id, "+" + id}).Draw(t, "form")
+}
+
+func (m *model) get(t *rapid.T) {
+	if len(m.idMap) == 0 {
+		t.Skip("nothing enqueued yet")
+	}
+	ids := make([]string, 0, len(m.idMap))
+	for id := range m.idMap {
+		ids = append(ids, id)
+	}
+	pgID := rapid.SampledFrom(ids).Draw(t, "id")
+	form := otherForm(t, "")
+	a, errA := m.pg.Get(t.Context(), form+pgID)
+	b, errB := m.mem.Get(t.Context(), form+m.idMap[pgID])
+	if same(t, "get "+form+pgID, errA, errB) && (a.Status != b.Status || a.AttemptCount != b.AttemptCount) {
+		t.Fatalf("get: %+v vs %+v", a, b)
+	}
+}
+
+func (m *model) redriveIDs(t *rapid.T) {
+	if len(m.idMap) == 0 {
+		t.Skip("nothing enqueued yet")
+	}
+	var pg, mem []string
+	for pgID, memID := range m.idMap {
+		if rapid.Bool().Draw(t, "pick") {
+			form := otherForm(t, "")
+			for range rapid.IntRange(1, 2).Draw(t, "times") {
+				pg, mem = append(pg, form+pgID), append(mem, form+memID)
+			}
+		}
+	}
+	if len(pg) == 0 {
+		t.Skip("no ids drawn")
+	}
+	a, errA := m.pg.Redrive(t.Context(), outbox.RedriveRequest{IDs: pg})
+	b, errB := m.mem.Redrive(t.Context(), outbox.RedriveRequest{IDs: mem})
+	if same(t, "redrive ids", errA, errB) && (a.Redriven != b.Redriven || len(a.NotDead) != len(b.NotDead)) {
+		t.Fatalf("redrive ids: %+v vs %+v", a, b)
+	}
+}
+
+func (m *model) stats(t *rapid.T) {
+	withDelivered := rapid.Bool().Draw(t, "delivered")
+	a, errA := m.pg.Stats(t.Context(), withDelivered)
+	b, errB := m.mem.Stats(t.Context(), withDelivered)
+	if same(t, "stats", errA, errB) && fmt.Sprintf("%+v", a) != fmt.Sprintf("%+v", b) {
+		t.Fatalf("stats:\npostgres %+v\nmemstore %+v", a, b)
 	}
 }
 
