@@ -44,12 +44,13 @@ test:
 	fi; \
 	$(GO) test -race -count=1 ./...
 
-## demo: the end-to-end demo ($DATABASE_URL, or PostgreSQL in a container)
+## demo: the end-to-end demo, examples/demo ($DATABASE_URL, or PostgreSQL in
+## a container)
 demo:
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
 	fi; \
-	$(GO) run ./cmd/outboxctl demo
+	$(GO) run ./examples/demo
 
 ## postgres-image: print (and build if needed) the PostgreSQL image for tests
 postgres-image:

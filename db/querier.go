@@ -148,8 +148,6 @@ type Querier interface {
 	// (see MessageInsert). Postgres delivers a notification only after the
 	// notifying transaction commits, so a woken relay always finds the message.
 	NotifyListen(ctx context.Context) error
-	// The settings a benchmark figure depends on, reported next to it.
-	ServerSettings(ctx context.Context) (ServerSettingsRow, error)
 }
 
 var _ Querier = (*Queries)(nil)
