@@ -33,6 +33,9 @@ func (b *bencher) heldSnapshot() error {
 	}
 	for run := range b.o.runs {
 		for _, sys := range systems {
+			if !b.wants(sys.name) {
+				continue
+			}
 			for _, held := range []bool{false, true} {
 				if err := b.reset(); err != nil {
 					return err

@@ -51,6 +51,16 @@ type options struct {
 	smoke         bool
 	synchronous   string
 	memProfile    string
+	systems       map[string]bool
+}
+
+// allSystems name the systems for -systems: pgoutbox in claim mode and in
+// lock mode, their raw-SQL floors, River and PgQ.
+var allSystems = []string{"pgoutbox", "lock", "floor", "lock-floor", "river", "pgq"} //nolint:gochecknoglobals // fixed list
+
+// systemFlag maps the report's system names to -systems' words.
+var systemFlag = map[string]string{ //nolint:gochecknoglobals // fixed table
+	sysPgoutbox: "pgoutbox", sysLock: "lock", sysFloor: "floor", sysLockFloor: "lock-floor", sysRiver: "river", sysPgQ: "pgq",
 }
 
 // allScenarios are the scenarios in the order they run.
@@ -88,6 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the benchmark process (relays, River, clients) to this file")
 	flags.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the memory scenario's drain to this file")
 	only := flags.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated")
+	systems := flags.String("systems", strings.Join(allSystems, ","), "systems to run where a scenario compares several, comma-separated")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -108,6 +119,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("-scenarios: unknown scenario %q (want some of %s)", s, strings.Join(allScenarios, ","))
 		}
 		selected[s] = true
+	}
+	o.systems = map[string]bool{}
+	for _, s := range strings.Split(*systems, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allSystems, s) {
+			return fmt.Errorf("-systems: unknown system %q (want some of %s)", s, strings.Join(allSystems, ","))
+		}
+		o.systems[s] = true
 	}
 	if o.runs < 1 || o.messages < 1 || o.concurrency < 1 || o.wakeups < 1 || o.duration <= 0 || o.pgqTick <= 0 {
 		return fmt.Errorf("-runs, -messages, -concurrency, -wakeups must be at least 1 and -duration, -pgq-tick positive")
@@ -213,6 +232,9 @@ type bencher struct {
 	r   *report
 	pgq *pgq
 }
+
+// wants reports whether -systems selects the system (by its report name).
+func (b *bencher) wants(system string) bool { return b.o.systems[systemFlag[system]] }
 
 // reset empties every system's tables and checkpoints (see Harness.Reset).
 func (b *bencher) reset() error {

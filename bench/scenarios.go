@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -175,66 +176,63 @@ func fromResult(r benchkit.Result) sample {
 	}
 }
 
-func (b *bencher) burnDown() error {
-	for run := range b.o.runs {
-		for _, relays := range b.o.relaysList {
-			variant := fmt.Sprintf("%d relay(s)", relays)
-			if err := b.reset(); err != nil {
-				return err
-			}
-			res, err := b.h.BurnDown(b.ctx, b.o.messages, relays, b.o.concurrency, relay.ModeClaim)
-			if err != nil {
-				return err
-			}
-			b.r.add(scBurnDown, variant, sysPgoutbox, fromResult(res))
-			if err := b.reset(); err != nil {
-				return err
-			}
-			floor, err := b.floorBurnDown(relays, b.floorClaimWorker)
-			if err != nil {
-				return err
-			}
-			b.r.add(scBurnDown, variant, sysFloor, floor)
-			if err := b.reset(); err != nil {
-				return err
-			}
-			lockRes, err := b.h.BurnDown(b.ctx, b.o.messages, relays, b.o.concurrency, relay.ModeLock)
-			if err != nil {
-				return err
-			}
-			b.r.add(scBurnDown, variant, sysLock, fromResult(lockRes))
-			if err := b.reset(); err != nil {
-				return err
-			}
-			lockFloor, err := b.floorBurnDown(relays, b.floorLockWorker)
-			if err != nil {
-				return err
-			}
-			b.r.add(scBurnDown, variant, sysLockFloor, lockFloor)
-			fmt.Fprintf(b.log, "  burn-down run %d, %d relays: pgoutbox %.0f/s (floor %.0f/s), lock mode %.0f/s (floor %.0f/s)\n",
-				run+1, relays, res.PerSec, floor.rate, lockRes.PerSec, lockFloor.rate)
+// step is one system's run in a scenario.
+type step struct {
+	system string
+	run    func() (sample, error)
+}
+
+// runSteps resets before each selected step, runs it and records its
+// sample, and logs a line per round.
+func (b *bencher) runSteps(scenario, variant, label string, steps []step) error {
+	line := "  " + label + ":"
+	for _, st := range steps {
+		if !b.wants(st.system) {
+			continue
 		}
 		if err := b.reset(); err != nil {
 			return err
 		}
-		river, err := b.riverBurnDown()
+		s, err := st.run()
 		if err != nil {
+			return fmt.Errorf("%s: %w", st.system, err)
+		}
+		b.r.add(scenario, variant, st.system, s)
+		line += fmt.Sprintf(" %s %.0f/s", st.system, s.rate)
+		if s.p99 > 0 {
+			line += fmt.Sprintf(" (p99 %s)", s.p99.Round(time.Millisecond))
+		}
+		line += ";"
+	}
+	fmt.Fprintln(b.log, strings.TrimSuffix(line, ";"))
+	return nil
+}
+
+func (b *bencher) burnDown() error {
+	for run := range b.o.runs {
+		for _, relays := range b.o.relaysList {
+			burn := func(mode relay.Mode) func() (sample, error) {
+				return func() (sample, error) {
+					res, err := b.h.BurnDown(b.ctx, b.o.messages, relays, b.o.concurrency, mode)
+					return fromResult(res), err
+				}
+			}
+			if err := b.runSteps(scBurnDown, b.r.relayVariant(relays), fmt.Sprintf("burn-down run %d, %d relay(s)", run+1, relays), []step{
+				{sysPgoutbox, burn(relay.ModeClaim)},
+				{sysFloor, func() (sample, error) { return b.floorBurnDown(relays, b.floorClaimWorker) }},
+				{sysLock, burn(relay.ModeLock)},
+				{sysLockFloor, func() (sample, error) { return b.floorBurnDown(relays, b.floorLockWorker) }},
+			}); err != nil {
+				return err
+			}
+		}
+		peers := []step{{sysRiver, b.riverBurnDown}}
+		if b.pgq.available() {
+			peers = append(peers, step{sysPgQ, func() (sample, error) { return b.pgq.burnDown(b.o.messages) }})
+		}
+		if err := b.runSteps(scBurnDown, variantPeers, fmt.Sprintf("burn-down run %d, peers", run+1), peers); err != nil {
 			return err
 		}
-		b.r.add(scBurnDown, variantPeers, sysRiver, river)
-		line := fmt.Sprintf("  burn-down run %d: River %.0f/s", run+1, river.rate)
-		if b.pgq.available() {
-			if err := b.reset(); err != nil {
-				return err
-			}
-			s, err := b.pgq.burnDown(b.o.messages)
-			if err != nil {
-				return err
-			}
-			b.r.add(scBurnDown, variantPeers, sysPgQ, s)
-			line += fmt.Sprintf(", PgQ %.0f/s", s.rate)
-		}
-		fmt.Fprintln(b.log, line)
 	}
 	return nil
 }
@@ -419,48 +417,26 @@ const (
 	produceBatch = 100
 )
 
+// continuousSteps are the systems of the continuous run.
+func (b *bencher) continuousSteps() []step {
+	steps := []step{
+		{sysPgoutbox, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim) }},
+		{sysLock, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock) }},
+		{sysRiver, b.riverContinuous},
+	}
+	if b.pgq.available() {
+		steps = append(steps, step{sysPgQ, func() (sample, error) { return b.pgq.continuous(b.o.duration * 3) }})
+	}
+	return steps
+}
+
 // continuous: producers enqueue batches at full speed while consumers drain,
 // for three times the scenario's duration.
 func (b *bencher) continuous() error {
 	for run := range b.o.runs {
-		if err := b.reset(); err != nil {
+		if err := b.runSteps(scContinuous, variantContinuous, fmt.Sprintf("continuous run %d", run+1), b.continuousSteps()); err != nil {
 			return err
 		}
-		claim, err := b.continuousPgoutbox(relay.ModeClaim)
-		if err != nil {
-			return err
-		}
-		b.r.add(scContinuous, variantContinuous, sysPgoutbox, claim)
-		if err := b.reset(); err != nil {
-			return err
-		}
-		lock, err := b.continuousPgoutbox(relay.ModeLock)
-		if err != nil {
-			return err
-		}
-		b.r.add(scContinuous, variantContinuous, sysLock, lock)
-		if err := b.reset(); err != nil {
-			return err
-		}
-		river, err := b.riverContinuous()
-		if err != nil {
-			return err
-		}
-		b.r.add(scContinuous, variantContinuous, sysRiver, river)
-		line := fmt.Sprintf("  continuous run %d: pgoutbox %.0f/s p99 %s, lock mode %.0f/s p99 %s, River %.0f/s p99 %s",
-			run+1, claim.rate, claim.p99, lock.rate, lock.p99, river.rate, river.p99)
-		if b.pgq.available() {
-			if err := b.reset(); err != nil {
-				return err
-			}
-			s, err := b.pgq.continuous(b.o.duration * 3)
-			if err != nil {
-				return err
-			}
-			b.r.add(scContinuous, variantContinuous, sysPgQ, s)
-			line += fmt.Sprintf(", PgQ %.0f/s p99 %s", s.rate, s.p99)
-		}
-		fmt.Fprintln(b.log, line)
 	}
 	return nil
 }
