@@ -52,6 +52,7 @@ type options struct {
 	synchronous   string
 	memProfile    string
 	systems       map[string]bool
+	autoExplain   time.Duration
 }
 
 // allSystems name the systems for -systems: pgoutbox in claim mode and in
@@ -94,6 +95,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.StringVar(&o.chart, "chart", "benchmarks.png", "chart to write (empty: none)")
 	flags.BoolVar(&o.smoke, "smoke", false, "a short run of every scenario and peer, for CI")
 	flags.StringVar(&o.synchronous, "synchronous-commit", "on", "synchronous_commit of the container this starts (on: durable)")
+	flags.DurationVar(&o.autoExplain, "auto-explain", time.Second, "the container this starts logs the plan (rows, buffers, WAL) of every statement slower than this, for the outliers' evidence (0: off)")
 	dbURL := flags.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL to measure on (default: start one with Testcontainers)")
 	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the benchmark process (relays, River, clients) to this file")
 	flags.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the memory scenario's drain to this file")
@@ -135,12 +137,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		o = smokeOptions(o)
 	}
 
-	srv, err := benchserver.Start(ctx, *dbURL, o.synchronous, stderr)
+	srv, err := benchserver.Start(ctx, *dbURL, o.synchronous, o.autoExplain, stderr)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = srv.Stop() }()
-	h, err := benchkit.Open(ctx, benchkit.Config{URL: srv.URL, MaxConns: 64, Progress: stderr, Evidence: true})
+	h, err := benchkit.Open(ctx, benchkit.Config{URL: srv.URL, MaxConns: 64, Progress: stderr, Evidence: true, Logs: srv.Logs})
 	if err != nil {
 		return err
 	}

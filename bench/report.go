@@ -212,6 +212,7 @@ func (r *report) markdown() string {
 		w("| %s | %s | %s |\n", t.name, t.figure, t.verdict())
 	}
 	w("\n")
+	r.misses(w)
 	r.flags(w)
 
 	w("## Setup\n\n")
@@ -319,6 +320,8 @@ type goal struct {
 	name, figure string
 	met          bool
 	measured     bool
+	// why are the series whose median run's evidence explains a miss.
+	why []*series
 }
 
 func (g goal) verdict() string {
@@ -367,12 +370,14 @@ func (r *report) targets() []goal {
 			continue
 		}
 		out = append(out, goal{name, fmt.Sprintf("%.2fx (%s vs %s msg/s)", x, num(r.find(scBurnDown, r.relayVariant(n), sysPgoutbox).medianRate()),
-			num(r.find(scBurnDown, variantPeers, sysRiver).medianRate())), x >= want, true})
+			num(r.find(scBurnDown, variantPeers, sysRiver).medianRate())), x >= want, true,
+			[]*series{r.find(scBurnDown, r.relayVariant(n), sysPgoutbox), r.find(scBurnDown, variantPeers, sysRiver)}})
 	}
 	if !ran("continuous") {
 		out = append(out, notMeasured("continuous, claim mode >= 2x River", "continuous"))
 	} else if x, ok := r.ratio(scContinuous, variantContinuous, sysPgoutbox, variantContinuous, sysRiver); ok {
-		out = append(out, goal{"continuous, claim mode >= 2x River", fmt.Sprintf("%.2fx", x), x >= 2, true})
+		out = append(out, goal{"continuous, claim mode >= 2x River", fmt.Sprintf("%.2fx", x), x >= 2, true,
+			[]*series{r.find(scContinuous, variantContinuous, sysPgoutbox), r.find(scContinuous, variantContinuous, sysRiver)}})
 	}
 	// Library against its raw-SQL floor, both modes, at each relay count.
 	for _, n := range []int{1, 2, 4} {
@@ -387,7 +392,10 @@ func (r *report) targets() []goal {
 			out = append(out, goal{name: name, figure: fmt.Sprintf("not measured (-relays has no %d)", n)})
 			continue
 		}
-		out = append(out, goal{name, fmt.Sprintf("claim mode %.2fx, lock mode %.2fx", c, l), c >= 0.9 && l >= 0.9, true})
+		out = append(out, goal{name, fmt.Sprintf("claim mode %.2fx, lock mode %.2fx", c, l), c >= 0.9 && l >= 0.9, true, []*series{
+			r.find(scBurnDown, r.relayVariant(n), sysPgoutbox), r.find(scBurnDown, r.relayVariant(n), sysFloor),
+			r.find(scBurnDown, r.relayVariant(n), sysLock), r.find(scBurnDown, r.relayVariant(n), sysLockFloor),
+		}})
 	}
 	// EnqueueMany of 100 against one bare 100-row INSERT, time per message.
 	for _, c := range []int{1, 4, 16} {
@@ -402,7 +410,8 @@ func (r *report) targets() []goal {
 			out = append(out, goal{name: name, figure: fmt.Sprintf("not measured (-clients has no %d)", c)})
 			continue
 		}
-		out = append(out, goal{name, fmt.Sprintf("%.2fx", x), x <= 1.15, true})
+		out = append(out, goal{name, fmt.Sprintf("%.2fx", x), x <= 1.15, true,
+			[]*series{r.find(scEnqueueMany, v, sysEnqueueMany), r.find(scEnqueueMany, v, sysBareInsertMany)}})
 	}
 	out = append(out, r.stabilityGoal())
 	// WAL per delivered message, claim mode: the burn-down's drain, where
@@ -410,10 +419,11 @@ func (r *report) targets() []goal {
 	{
 		name := "WAL per delivered message, claim mode (burn-down drain) <= 500 B"
 		worst, at := 0.0, ""
+		var worstSeries *series
 		for _, s := range r.series {
 			if s.scenario == scBurnDown && s.system == sysPgoutbox {
 				if b, _, _, ok := s.walPer(true); ok && b > worst {
-					worst, at = b, s.variant
+					worst, at, worstSeries = b, s.variant, s
 				}
 			}
 		}
@@ -429,13 +439,13 @@ func (r *report) targets() []goal {
 					fig += fmt.Sprintf("; continuous, enqueue included: %s B", num(b))
 				}
 			}
-			out = append(out, goal{name, fig, worst <= 500, true})
+			out = append(out, goal{name, fig, worst <= 500, true, []*series{worstSeries}})
 		}
 	}
 	if r.memory == nil {
 		out = append(out, notMeasured("relay allocations per delivered message <= 15", "memory"))
 	} else {
-		out = append(out, goal{"relay allocations per delivered message <= 15", fmt.Sprintf("%.1f", r.memory.allocsPerMsg), r.memory.allocsPerMsg <= 15, true})
+		out = append(out, goal{"relay allocations per delivered message <= 15", fmt.Sprintf("%.1f (the allocation profile: -memprofile)", r.memory.allocsPerMsg), r.memory.allocsPerMsg <= 15, true, nil})
 	}
 	for _, sys := range []string{sysPgoutbox, sysLock} {
 		name := fmt.Sprintf("continuous with a snapshot held >= 0.7x without (%s)", sys)
@@ -444,7 +454,8 @@ func (r *report) targets() []goal {
 			continue
 		}
 		if x, ok := r.ratio(scHeld, variantHeld, sys, variantNotHeld, sys); ok {
-			out = append(out, goal{name, fmt.Sprintf("%.2fx", x), x >= 0.7, true})
+			out = append(out, goal{name, fmt.Sprintf("%.2fx", x), x >= 0.7, true,
+				[]*series{r.find(scHeld, variantHeld, sys), r.find(scHeld, variantNotHeld, sys)}})
 		}
 	}
 
@@ -458,7 +469,7 @@ func (r *report) targets() []goal {
 		}
 	}
 	if worstEnq > 0 {
-		out = append(out, goal{"single enqueue <= 1.15x a bare INSERT (time per message)", fmt.Sprintf("%.2fx (worst client count)", worstEnq), worstEnq <= 1.15, true})
+		out = append(out, goal{"single enqueue <= 1.15x a bare INSERT (time per message)", fmt.Sprintf("%.2fx (worst client count)", worstEnq), worstEnq <= 1.15, true, nil})
 	}
 	var empty, big *series
 	for _, s := range r.series {
@@ -471,10 +482,10 @@ func (r *report) targets() []goal {
 	}
 	if empty != nil && big != nil {
 		x := float64(big.p50()) / float64(empty.p50())
-		out = append(out, goal{"claim latency at the largest table <= 1.3x the empty table's", fmt.Sprintf("%.2fx (%s: %s vs %s)", x, big.variant, dur(big.p50()), dur(empty.p50())), x <= 1.3, true})
+		out = append(out, goal{"claim latency at the largest table <= 1.3x the empty table's", fmt.Sprintf("%.2fx (%s: %s vs %s)", x, big.variant, dur(big.p50()), dur(empty.p50())), x <= 1.3, true, nil})
 	}
 	if s := r.find(scWakeUp, "one message every 50 ms to an idle relay", "pgoutbox, NOTIFY"); s != nil {
-		out = append(out, goal{"wake-up p99 <= 20 ms with NOTIFY", dur(s.p99()), s.p99() <= 20*time.Millisecond, true})
+		out = append(out, goal{"wake-up p99 <= 20 ms with NOTIFY", dur(s.p99()), s.p99() <= 20*time.Millisecond, true, []*series{s}})
 	}
 	return out
 }
@@ -505,7 +516,41 @@ func (r *report) stabilityGoal() goal {
 	case runs < 3:
 		return goal{name: name, figure: fmt.Sprintf("not measured (%d run(s); it takes three)", runs)}
 	}
-	return goal{name, fmt.Sprintf("%.2fx (worst: %s)", worst, at), worst >= 0.7, true}
+	return goal{name, fmt.Sprintf("%.2fx (worst: %s)", worst, at), worst >= 0.7, true, nil}
+}
+
+// misses prints, for every missed target, what the server did in the
+// median run of each series behind it: the why of the miss.
+func (r *report) misses(w func(string, ...any)) {
+	first := true
+	for _, g := range r.targets() {
+		if !g.measured || g.met || len(g.why) == 0 {
+			continue
+		}
+		if first {
+			w("## Why the misses\n\nFor each missed target, what the server did in the median run of each series behind it.\n\n")
+			first = false
+		}
+		w("### %s: %s\n\n", g.name, g.figure)
+		for _, s := range g.why {
+			if s == nil {
+				continue
+			}
+			m := s.medianSample()
+			w("%s / %s / %s (%s msg/s):\n\n%s\n", s.scenario, s.variant, s.system, num(m.rate), m.evidence)
+		}
+	}
+}
+
+// medianSample is the run whose rate is the median.
+func (s *series) medianSample() sample {
+	m := s.medianRate()
+	for _, x := range s.samples {
+		if x.rate == m {
+			return x
+		}
+	}
+	return s.samples[0]
 }
 
 // flags lists every run below 0.7x its series' median, with the evidence of
@@ -523,12 +568,7 @@ func (r *report) flags(w func(string, ...any)) {
 			continue
 		}
 		m := s.medianRate()
-		var norm sample
-		for _, x := range s.samples {
-			if x.rate == m {
-				norm = x
-			}
-		}
+		norm := s.medianSample()
 		for i, x := range s.samples {
 			if m > 0 && x.rate < 0.7*m {
 				found = append(found, outlier{s, i + 1, x.rate / m, x, norm})

@@ -32,10 +32,15 @@ type Config struct {
 	Progress io.Writer
 	// Evidence collects, for every window, what explains a figure: checkpoints,
 	// table scans and autovacuums, sampled wait events and, where the server
-	// loads pg_stat_statements, the costliest statements. It installs
+	// loads pg_stat_statements, the costliest statements, and, where Logs
+	// can read the server's log and the server loads auto_explain, the plans
+	// of statements slower than its log_min_duration. It installs
 	// pg_stat_statements in the database and resets its counters at every
 	// window, so it is for benchmark servers, not an operator's.
 	Evidence bool
+	// Logs, when set, returns the server's log so far (a container's
+	// output); the evidence takes auto_explain's plans from it.
+	Logs func(ctx context.Context) (io.ReadCloser, error)
 }
 
 // Harness is one benchmark session on one PostgreSQL server: the pool every
@@ -49,6 +54,7 @@ type Harness struct {
 	sql        SQL
 	evidence   bool
 	statements bool // pg_stat_statements is loaded and installed
+	logs       logReader
 }
 
 // Settings are the server settings a figure depends on.
@@ -104,7 +110,7 @@ func Open(ctx context.Context, cfg Config) (*Harness, error) {
 		pool.Close()
 		return nil, fmt.Errorf("benchkit: connecting to %s: %w", where, err)
 	}
-	h := &Harness{Pool: pool, Progress: cfg.Progress, sql: harnessSQL(), evidence: cfg.Evidence}
+	h := &Harness{Pool: pool, Progress: cfg.Progress, sql: harnessSQL(), evidence: cfg.Evidence, logs: cfg.Logs}
 	if h.Progress == nil {
 		h.Progress = io.Discard
 	}

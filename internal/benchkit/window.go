@@ -90,6 +90,9 @@ type Evidence struct {
 	// Statements are the costliest statements (pg_stat_statements, when
 	// the server loads it).
 	Statements []Statement `json:"statements,omitempty"`
+	// Plans are the slowest statements' plans auto_explain logged in the
+	// window (when the server loads it and the harness can read its log).
+	Plans []Plan `json:"plans,omitempty"`
 }
 
 // TableDelta is a table's counters over a window, and its state at the end.
@@ -110,6 +113,7 @@ type Window struct {
 	tables  map[string]TableStats
 	watch   []string
 	sampler *sampler
+	logAt   int64
 }
 
 // Begin starts a window: it settles the harness's sessions (see settle),
@@ -139,6 +143,9 @@ func (h *Harness) Begin(ctx context.Context, watch ...string) (*Window, error) {
 			if err := h.sql.Exec(ctx, h.Pool, "statements_reset", nil); err != nil {
 				return nil, err
 			}
+		}
+		if w.logAt, err = h.logSize(ctx); err != nil {
+			return nil, err
 		}
 	}
 	if w.lsn, err = h.walPosition(ctx); err != nil {
@@ -202,6 +209,9 @@ func (w *Window) End(ctx context.Context) (Evidence, error) {
 		if ev.Statements, err = Query[Statement](ctx, h.sql, h.Pool, "statements_top", map[string]any{"max": 5}); err != nil {
 			return ev, err
 		}
+	}
+	if ev.Plans, err = h.plansSince(ctx, w.logAt, 2); err != nil {
+		return ev, err
 	}
 	return ev, nil
 }
@@ -311,6 +321,14 @@ func (ev Evidence) String() string {
 	for _, s := range ev.Statements {
 		fmt.Fprintf(&b, "- `%s`: %d calls, %.2f ms mean, %.0f rows, %.0f buffers and %.0f WAL bytes per call\n",
 			strings.ReplaceAll(s.Query, "`", "'"), s.Calls, s.MeanMillis, s.RowsPerCall, s.BlocksPerCall, s.WALBytesPerCall)
+	}
+	for _, p := range ev.Plans {
+		lines := strings.Split(p.Text, "\n")
+		if len(lines) > 40 {
+			lines = append(lines[:40], "...")
+		}
+		fmt.Fprintf(&b, "- plan of a %.0f ms statement (auto_explain: ANALYZE, BUFFERS, WAL, no timing):\n\n  ```\n  %s\n  ```\n",
+			p.Millis, strings.Join(lines, "\n  "))
 	}
 	return b.String()
 }

@@ -1,5 +1,6 @@
 -- The statements that took the most time in this database since the last
--- reset, with what each execution read and wrote on average.
+-- reset, with what each execution read and wrote on average; the harness's
+-- own readings of the statistics views are left out.
 SELECT left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query,
        calls::bigint AS calls,
        total_exec_time AS total_ms,
@@ -9,5 +10,6 @@ SELECT left(regexp_replace(query, '\s+', ' ', 'g'), 160) AS query,
        wal_bytes::float8 / greatest(calls, 1) AS wal_bytes_per_call
 FROM pg_stat_statements
 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND query NOT LIKE '%pg\_stat\_%' AND query NOT LIKE '%pg\_current\_wal%'
 ORDER BY total_exec_time DESC
 LIMIT @max::int;
