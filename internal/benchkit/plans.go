@@ -36,24 +36,34 @@ func (h *Harness) logSize(ctx context.Context) (int64, error) {
 	return io.Copy(io.Discard, rc)
 }
 
-// plansSince returns the slowest plans auto_explain logged after offset.
-func (h *Harness) plansSince(ctx context.Context, offset int64, maxPlans int) ([]Plan, error) {
+// logSince returns the slowest plans auto_explain logged after offset, and
+// the lines on lock waits and deadlocks (up to maxLines, and their count).
+func (h *Harness) logSince(ctx context.Context, offset int64, maxPlans, maxLines int) (plans []Plan, lockLines []string, lockCount int, err error) {
 	if h.logs == nil {
-		return nil, nil
+		return nil, nil, 0, nil
 	}
 	rc, err := h.logs(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	defer func() { _ = rc.Close() }()
 	if _, err := io.CopyN(io.Discard, rc, offset); err != nil && !errors.Is(err, io.EOF) {
-		return nil, err
+		return nil, nil, 0, err
 	}
 	rest, err := io.ReadAll(rc)
 	if err != nil {
-		return nil, err
+		return nil, nil, 0, err
 	}
-	plans := parsePlans(rest)
+	for line := range strings.SplitSeq(string(rest), "\n") {
+		if strings.Contains(line, "deadlock detected") || strings.Contains(line, "still waiting for") ||
+			(strings.Contains(line, "acquired") && strings.Contains(line, " after ")) {
+			lockCount++
+			if len(lockLines) < maxLines {
+				lockLines = append(lockLines, strings.TrimSpace(line))
+			}
+		}
+	}
+	plans = parsePlans(rest)
 	slices.SortFunc(plans, func(a, b Plan) int {
 		switch {
 		case a.Millis > b.Millis:
@@ -63,7 +73,7 @@ func (h *Harness) plansSince(ctx context.Context, offset int64, maxPlans int) ([
 		}
 		return 0
 	})
-	return plans[:min(len(plans), maxPlans)], nil
+	return plans[:min(len(plans), maxPlans)], lockLines, lockCount, nil
 }
 
 // parsePlans finds auto_explain's entries in a log: a line with

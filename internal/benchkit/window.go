@@ -48,6 +48,12 @@ type walStats struct {
 	FPI     int64 `db:"fpi"`
 }
 
+type databaseStats struct {
+	Commits   int64 `db:"commits"`
+	Rollbacks int64 `db:"rollbacks"`
+	Deadlocks int64 `db:"deadlocks"`
+}
+
 type checkpoints struct {
 	Timed                 int64 `db:"timed"`
 	Requested             int64 `db:"requested"`
@@ -80,6 +86,14 @@ type Evidence struct {
 	// buffers checkpoints and backends wrote.
 	CheckpointsTimed, CheckpointsRequested int64
 	CheckpointBuffers, BackendBuffers      int64
+	// Commits, Rollbacks and Deadlocks are this database's transaction
+	// counters over the window (pg_stat_database).
+	Commits, Rollbacks, Deadlocks int64
+	// LockLog are the server's log lines about lock waits longer than
+	// deadlock_timeout (log_lock_waits) and deadlocks, when the harness can
+	// read the log; LockLogLines counts them all.
+	LockLog      []string `json:"lock_log,omitempty"`
+	LockLogLines int      `json:"lock_log_lines"`
 	// Tables are the counters' differences over the window of each watched
 	// table, and its size and dead tuples at the end.
 	Tables map[string]TableDelta `json:"tables,omitempty"`
@@ -110,6 +124,7 @@ type Window struct {
 	lsn     int64
 	wal     walStats
 	ckpt    checkpoints
+	dbStats databaseStats
 	tables  map[string]TableStats
 	watch   []string
 	sampler *sampler
@@ -132,6 +147,9 @@ func (h *Harness) Begin(ctx context.Context, watch ...string) (*Window, error) {
 	}
 	if h.evidence {
 		if w.ckpt, err = h.checkpoints(ctx); err != nil {
+			return nil, err
+		}
+		if w.dbStats, err = QueryOne[databaseStats](ctx, h.sql, h.Pool, "database_stats", nil); err != nil {
 			return nil, err
 		}
 		for _, t := range watch {
@@ -191,6 +209,11 @@ func (w *Window) End(ctx context.Context) (Evidence, error) {
 	}
 	ev.CheckpointsTimed, ev.CheckpointsRequested = ck.Timed-w.ckpt.Timed, ck.Requested-w.ckpt.Requested
 	ev.CheckpointBuffers, ev.BackendBuffers = ck.BuffersWritten-w.ckpt.BuffersWritten, ck.BackendBuffersWritten-w.ckpt.BackendBuffersWritten
+	dbs, err := QueryOne[databaseStats](ctx, h.sql, h.Pool, "database_stats", nil)
+	if err != nil {
+		return ev, err
+	}
+	ev.Commits, ev.Rollbacks, ev.Deadlocks = dbs.Commits-w.dbStats.Commits, dbs.Rollbacks-w.dbStats.Rollbacks, dbs.Deadlocks-w.dbStats.Deadlocks
 	ev.Tables = map[string]TableDelta{}
 	for _, t := range w.watch {
 		after, err := h.table(ctx, t)
@@ -210,7 +233,7 @@ func (w *Window) End(ctx context.Context) (Evidence, error) {
 			return ev, err
 		}
 	}
-	if ev.Plans, err = h.plansSince(ctx, w.logAt, 2); err != nil {
+	if ev.Plans, ev.LockLog, ev.LockLogLines, err = h.logSince(ctx, w.logAt, 2, 5); err != nil {
 		return ev, err
 	}
 	return ev, nil
@@ -297,6 +320,11 @@ func (ev Evidence) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "- %s; checkpoints in the window: %d timed, %d requested (%d buffers by the checkpointer, %d by backends)\n",
 		ev.WAL.describe(), ev.CheckpointsTimed, ev.CheckpointsRequested, ev.CheckpointBuffers, ev.BackendBuffers)
+	fmt.Fprintf(&b, "- transactions: %d committed, %d rolled back, %d deadlocks\n", ev.Commits, ev.Rollbacks, ev.Deadlocks)
+	if ev.LockLogLines > 0 {
+		fmt.Fprintf(&b, "- %d log lines on lock waits over deadlock_timeout and deadlocks, the first: `%s`\n",
+			ev.LockLogLines, strings.Join(ev.LockLog, "`, `"))
+	}
 	names := make([]string, 0, len(ev.Tables))
 	for n := range ev.Tables {
 		names = append(names, n)

@@ -19,12 +19,15 @@ import (
 
 // Settings are the container's server settings for a benchmark: durable
 // (fsync and full_page_writes keep their defaults, on), synchronous_commit as
-// given ("on" is durable), pg_stat_statements loaded and, when autoExplain
+// given ("on" is durable), lock waits over deadlock_timeout logged,
+// pg_stat_statements loaded and, when autoExplain
 // is positive, auto_explain logging the plan of every statement slower than
 // it with the rows, buffers and WAL of its execution. Timing is off: with it
 // on, auto_explain times every node of every statement, slow or not.
 func Settings(synchronousCommit string, autoExplain time.Duration) pgserver.Settings {
-	s := pgserver.Settings{"synchronous_commit=" + synchronousCommit}
+	// log_lock_waits: a lock wait longer than deadlock_timeout (1 s) is
+	// logged, for the evidence; it costs nothing until one happens.
+	s := pgserver.Settings{"synchronous_commit=" + synchronousCommit, "log_lock_waits=on"}
 	if autoExplain <= 0 {
 		return append(s, "shared_preload_libraries=pg_stat_statements")
 	}
