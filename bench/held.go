@@ -84,7 +84,7 @@ func (b *bencher) holdSnapshot() (release func() error, err error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.RuntimeParams["application_name"] = benchkit.ApplicationName + "-snapshot"
+	cfg.RuntimeParams["application_name"] = b.h.SessionName() + "-snapshot"
 	conn, err := pgx.ConnectConfig(b.ctx, cfg)
 	if err != nil {
 		return nil, err

@@ -116,3 +116,21 @@ func TestOutlierRunIsFlaggedWithEvidence(t *testing.T) {
 		t.Errorf("stability target: %s", row)
 	}
 }
+
+// On a server without PgQ (the official image) the PgQ rows say why, and
+// the rest of the report stands.
+func TestPgQNotAvailableRows(t *testing.T) {
+	r := newReport("burn-down", "continuous")
+	r.pgq = "not available: the server has no pgq extension"
+	r.add(scBurnDown, variantPeers, sysRiver, sample{rate: 10_000})
+	r.add(scContinuous, variantContinuous, sysRiver, sample{rate: 5_000})
+	md := r.markdown()
+	for _, want := range []string{
+		"| peers | PgQ | not available: the server has no pgq extension | | | | | | | |",
+		"| 4 producers x 100 per transaction | PgQ | not available: the server has no pgq extension | | | | | | | |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -3,7 +3,7 @@
 // `outboxctl bench` (the library's own scenarios on an operator's server)
 // both run on. It provides:
 //
-//   - Open: the pool (sessions named ApplicationName), the migrated schema,
+//   - Open: the pool (sessions named SessionName), the migrated schema,
 //     and the server's settings for the report (Settings.Summary);
 //   - Reset: each system's reset scripts, then a checkpoint, before a run;
 //   - Begin/End: a measured window, with the WAL the server wrote in it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -14,10 +15,11 @@ import (
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
-// ApplicationName is the application_name of the harness's sessions. The
-// harness finds its own sessions by it: to wait for them to close (and so
-// flush their statistics) before reading WAL counters, and to sample what
-// they wait on.
+// ApplicationName prefixes the application_name of the harness's sessions,
+// which ends in the process id: the harness finds its own sessions by it, to
+// wait for them to close (and so flush their statistics) before reading WAL
+// counters, and to sample what they wait on, without waiting on another
+// benchmark's sessions on the same server.
 const ApplicationName = "pgoutbox-bench"
 
 // Config configures Open.
@@ -55,7 +57,12 @@ type Harness struct {
 	evidence   bool
 	statements bool // pg_stat_statements is loaded and installed
 	logs       logReader
+	appName    string
 }
+
+// SessionName is the application_name of the harness's sessions. A session
+// the caller opens apart (one a window must not wait for) takes another.
+func (h *Harness) SessionName() string { return h.appName }
 
 // Settings are the server settings a figure depends on.
 type Settings struct {
@@ -98,7 +105,8 @@ func Open(ctx context.Context, cfg Config) (*Harness, error) {
 	if pcfg.MaxConns == 0 {
 		pcfg.MaxConns = 64
 	}
-	pcfg.ConnConfig.RuntimeParams["application_name"] = ApplicationName
+	appName := fmt.Sprintf("%s-%d", ApplicationName, os.Getpid())
+	pcfg.ConnConfig.RuntimeParams["application_name"] = appName
 	where := fmt.Sprintf("%s:%d/%s", pcfg.ConnConfig.Host, pcfg.ConnConfig.Port, pcfg.ConnConfig.Database)
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
@@ -110,7 +118,7 @@ func Open(ctx context.Context, cfg Config) (*Harness, error) {
 		pool.Close()
 		return nil, fmt.Errorf("benchkit: connecting to %s: %w", where, err)
 	}
-	h := &Harness{Pool: pool, Progress: cfg.Progress, sql: harnessSQL(), evidence: cfg.Evidence, logs: cfg.Logs}
+	h := &Harness{Pool: pool, Progress: cfg.Progress, sql: harnessSQL(), evidence: cfg.Evidence, logs: cfg.Logs, appName: appName}
 	if h.Progress == nil {
 		h.Progress = io.Discard
 	}
@@ -180,7 +188,7 @@ func (h *Harness) settle(ctx context.Context) error {
 	for {
 		open, err := QueryOne[struct {
 			Sessions int64 `db:"sessions"`
-		}](ctx, h.sql, h.Pool, "sessions_open", map[string]any{"application_name": ApplicationName})
+		}](ctx, h.sql, h.Pool, "sessions_open", map[string]any{"application_name": h.appName})
 		if err != nil {
 			return err
 		}

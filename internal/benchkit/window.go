@@ -283,7 +283,7 @@ func (h *Harness) sample(every time.Duration) *sampler {
 			case <-t.C:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), every*5)
-			rows, err := Query[Activity](ctx, h.sql, h.Pool, "waits", map[string]any{"application_name": ApplicationName})
+			rows, err := Query[Activity](ctx, h.sql, h.Pool, "waits", map[string]any{"application_name": h.appName})
 			cancel()
 			if err != nil {
 				continue // a missed sample; the run goes on
