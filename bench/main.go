@@ -65,7 +65,7 @@ var systemFlag = map[string]string{ //nolint:gochecknoglobals // fixed table
 }
 
 // allScenarios are the scenarios in the order they run.
-var allScenarios = []string{"enqueue", "burn-down", "continuous", "held-snapshot", "wake-up", "growth", "memory"} //nolint:gochecknoglobals // fixed list
+var allScenarios = []string{"enqueue", "burn-down", "continuous", "held-snapshot", "wake-up", "growth", "plan-stability", "memory"} //nolint:gochecknoglobals // fixed list
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -168,7 +168,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b.r = r
 	steps := map[string]func() error{
 		"enqueue": b.enqueue, "burn-down": b.burnDown, "continuous": b.continuous, "held-snapshot": b.heldSnapshot,
-		"wake-up": b.wakeUp, "growth": b.growth, "memory": b.memory,
+		"wake-up": b.wakeUp, "growth": b.growth, "plan-stability": b.planStability, "memory": b.memory,
 	}
 	for _, name := range allScenarios {
 		if !selected[name] {

@@ -28,6 +28,7 @@ const (
 	scHeld        = "held snapshot"
 	scWakeUp      = "wake-up"
 	scGrowth      = "growth"
+	scPlans       = "plan stability"
 
 	variantPeers      = "peers"
 	variantContinuous = "4 producers x 100 per transaction"
@@ -56,6 +57,9 @@ type sample struct {
 	// tableBefore and tableAfter are the system's table at the run's ends
 	// (the held-snapshot scenario).
 	tableBefore, tableAfter *benchkit.TableStats
+	// seqRows are the rows the run read sequentially from the table (the
+	// plan-stability scenario).
+	seqRows int64
 }
 
 type series struct {
@@ -242,6 +246,10 @@ func (r *report) markdown() string {
 		}
 	}
 	for _, sc := range scenarios {
+		if sc == scPlans {
+			r.plansTable(w)
+			continue
+		}
 		w("## %s\n\n", sc)
 		w("| variant | system | msg/s (median) | range | p50 | p99 | WAL B/enq | rec/enq | WAL B/del | rec/del |\n")
 		w("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
@@ -275,6 +283,22 @@ func (r *report) markdown() string {
 	}
 	w("![throughput by scenario and system](benchmarks.png)\n")
 	return b.String()
+}
+
+// plansTable prints the plan-stability scenario.
+func (r *report) plansTable(w func(string, ...any)) {
+	w("## %s\n\n", scPlans)
+	w("Each path on one connection: %d batches of %d on a nearly empty table (or none: the control), then the table grows by %s\n",
+		planSmallRuns, planSmallBatch, num(float64(r.opts.growthPending)))
+	w("pending messages, then %d batches of %d. A prepared statement's generic plan, made after five executions while the table\n", planLargeRuns, planLargeBatch)
+	w("was small, reads it sequentially ever after (until an ANALYZE); `rows read sequentially` near %d times the table's size is that.\n\n", planLargeRuns)
+	w("| path | plans | msg/s in the full batches | rows read sequentially |\n| --- | --- | ---: | ---: |\n")
+	for _, s := range r.series {
+		if s.scenario == scPlans {
+			w("| %s | %s | %s | %s |\n", s.system, s.variant, num(s.medianRate()), num(float64(median(each(s, func(x sample) int64 { return x.seqRows })))))
+		}
+	}
+	w("\n")
 }
 
 // heldTable prints the held-snapshot scenario's tables: throughput against
@@ -447,6 +471,7 @@ func (r *report) targets() []goal {
 	} else {
 		out = append(out, goal{"relay allocations per delivered message <= 15", fmt.Sprintf("%.1f (the allocation profile: -memprofile)", r.memory.allocsPerMsg), r.memory.allocsPerMsg <= 15, true, nil})
 	}
+	out = append(out, r.planGoal())
 	for _, sys := range []string{sysPgoutbox, sysLock} {
 		name := fmt.Sprintf("continuous with a snapshot held >= 0.7x without (%s)", sys)
 		if !ran("held-snapshot") {
@@ -488,6 +513,37 @@ func (r *report) targets() []goal {
 		out = append(out, goal{"wake-up p99 <= 20 ms with NOTIFY", dur(s.p99()), s.p99() <= 20*time.Millisecond, true, []*series{s}})
 	}
 	return out
+}
+
+// planGoal: no hot-path statement reads the grown table sequentially
+// because its plan was made while the table was small (the cause of lock
+// mode's continuous collapse).
+func (r *report) planGoal() goal {
+	name := "no hot-path statement reads the table sequentially after it grew (the lock-mode collapse's cause)"
+	if !slices.Contains(r.ran, "plan-stability") {
+		return notMeasured(name, "plan-stability")
+	}
+	// A fault reads at least the whole table and three times what the
+	// control read (on a small table a sequential scan can be the right
+	// plan for the control too).
+	var faulty []string
+	seqRows := func(s *series) int64 { return median(each(s, func(x sample) int64 { return x.seqRows })) }
+	for _, s := range r.series {
+		if s.scenario != scPlans || s.variant != variantPlanAfterSmall {
+			continue
+		}
+		control := int64(0)
+		if c := r.find(scPlans, variantPlanControl, s.system); c != nil {
+			control = seqRows(c)
+		}
+		if seq := seqRows(s); seq >= int64(r.opts.growthPending) && seq >= 3*control {
+			faulty = append(faulty, fmt.Sprintf("%s: %s rows (control %s)", s.system, num(float64(seq)), num(float64(control))))
+		}
+	}
+	if len(faulty) == 0 {
+		return goal{name, "none (see plan stability)", true, true, nil}
+	}
+	return goal{name, "read sequentially in " + strconv.Itoa(planLargeRuns) + " full batches: " + strings.Join(faulty, "; "), false, true, nil}
 }
 
 // stabilityGoal: in continuous runs, lock mode's slowest run is at least

@@ -134,3 +134,22 @@ func TestPgQNotAvailableRows(t *testing.T) {
 		}
 	}
 }
+
+// The plan-stability check names the paths whose full batches read the
+// grown table sequentially, against their control.
+func TestPlanGoalNamesFaultyPaths(t *testing.T) {
+	r := newReport("plan-stability")
+	r.opts.growthPending = 100_000
+	r.add(scPlans, variantPlanAfterSmall, "lock path", sample{rate: 750, seqRows: 1_000_400})
+	r.add(scPlans, variantPlanControl, "lock path", sample{rate: 43_000})
+	r.add(scPlans, variantPlanAfterSmall, "ack path", sample{rate: 40_000, seqRows: 120_000})
+	r.add(scPlans, variantPlanControl, "ack path", sample{rate: 41_000, seqRows: 100_000})
+	md := r.markdown()
+	row := targetRow(t, md, "no hot-path statement reads the table sequentially after it grew (the lock-mode collapse's cause)")
+	if !strings.Contains(row, "lock path: 1,000,400 rows (control 0)") || strings.Contains(row, "ack path") || !strings.HasSuffix(row, "| **no** |") {
+		t.Errorf("plan target: %s", row)
+	}
+	if !strings.Contains(md, "| lock path | plans made on a nearly empty table | 750 | 1,000,400 |") {
+		t.Errorf("plan table:\n%s", md)
+	}
+}

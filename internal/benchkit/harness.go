@@ -230,6 +230,12 @@ func (h *Harness) Table(ctx context.Context, name string) (TableStats, error) {
 	return h.table(ctx, name)
 }
 
+// TableNoSettle reads a table's statistics without closing the harness's
+// sessions first: counts of sessions still open may not be in yet.
+func (h *Harness) TableNoSettle(ctx context.Context, name string) (TableStats, error) {
+	return h.table(ctx, name)
+}
+
 func (h *Harness) table(ctx context.Context, name string) (TableStats, error) {
 	rows, err := Query[TableStats](ctx, h.sql, h.Pool, "table_stats", map[string]any{"table_name": name})
 	if err != nil {
