@@ -519,7 +519,7 @@ func (r *report) targets() []goal {
 // because its plan was made while the table was small (the cause of lock
 // mode's continuous collapse).
 func (r *report) planGoal() goal {
-	name := "no hot-path statement reads the table sequentially after it grew (the lock-mode collapse's cause)"
+	name := "no hot-path statement reads the table sequentially after it grew (the likely cause of lock mode's collapse)"
 	if !slices.Contains(r.ran, "plan-stability") {
 		return notMeasured(name, "plan-stability")
 	}

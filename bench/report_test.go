@@ -145,7 +145,7 @@ func TestPlanGoalNamesFaultyPaths(t *testing.T) {
 	r.add(scPlans, variantPlanAfterSmall, "ack path", sample{rate: 40_000, seqRows: 120_000})
 	r.add(scPlans, variantPlanControl, "ack path", sample{rate: 41_000, seqRows: 100_000})
 	md := r.markdown()
-	row := targetRow(t, md, "no hot-path statement reads the table sequentially after it grew (the lock-mode collapse's cause)")
+	row := targetRow(t, md, "no hot-path statement reads the table sequentially after it grew (the likely cause of lock mode's collapse)")
 	if !strings.Contains(row, "lock path: 1,000,400 rows (control 0)") || strings.Contains(row, "ack path") || !strings.HasSuffix(row, "| **no** |") {
 		t.Errorf("plan target: %s", row)
 	}
