@@ -43,13 +43,15 @@ test:
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$image"; \
 	fi; \
 	$(GO) test -race -count=1 ./...
+	cd bench && $(GO) test -race -count=1 ./...
 
-## demo: the end-to-end demo ($DATABASE_URL, or PostgreSQL in a container)
+## demo: the end-to-end demo, examples/demo ($DATABASE_URL, or PostgreSQL in
+## a container)
 demo:
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
 	fi; \
-	$(GO) run ./cmd/outboxctl demo
+	$(GO) run ./examples/demo
 
 ## postgres-image: print (and build if needed) the PostgreSQL image for tests
 postgres-image:
@@ -85,17 +87,20 @@ test-pgbouncer:
 	fi; \
 	OUTBOX_PGBOUNCER="$$(scripts/pgbouncer.sh)" $(GO) test -count=1 -v -run '^TestPgBouncerTransactionPooling$$' ./integration
 
-## bench: the full comparison with River and the raw-SQL floor (about 20
-## minutes); writes BENCHMARKS.md and benchmarks.png
+## bench: the full comparison with River, PgQ and the raw-SQL floor (about
+## 25 minutes); writes BENCHMARKS.md and benchmarks.png
 bench:
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
 	fi; \
 	cd bench && $(GO) run . -out ../BENCHMARKS.md -chart ../benchmarks.png
 
-## bench-smoke: every benchmark scenario for a few seconds (CI)
+## bench-smoke: every benchmark scenario and peer briefly (CI, under a
+## minute); on the test server ($OUTBOX_TEST_DATABASE_URL) when CI has one
+## instead of a container
 bench-smoke:
-	@if [ -z "$${DATABASE_URL:-}" ]; then \
+	@url="$${DATABASE_URL:-$${OUTBOX_TEST_DATABASE_URL:-}}"; \
+	if [ -z "$$url" ]; then \
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
 	fi; \
-	cd bench && $(GO) run . -smoke -out "" -chart ""
+	cd bench && $(GO) run . -smoke -database-url "$$url" -out "" -chart ""

@@ -1,20 +1,26 @@
 // Command bench measures pgoutbox side by side with River (the leading Go job
-// queue on Postgres) and with the raw-SQL floor (pgoutbox's own statements
-// issued straight through pgx), in one process against one PostgreSQL, and
-// writes BENCHMARKS.md and a chart.
+// queue on Postgres), PgQ (the log-based queue in PostgreSQL itself) and the
+// raw-SQL floor (pgoutbox's own statements issued straight through pgx), in
+// one process against one PostgreSQL, and writes BENCHMARKS.md and a chart.
 //
-//	go run . [-runs 3] [-out ../BENCHMARKS.md] [-chart ../benchmarks.png]
+//	go run . [-runs 3] [-scenarios ...] [-out ../BENCHMARKS.md] [-chart ../benchmarks.png]
 //
 // Without DATABASE_URL it starts PostgreSQL with Testcontainers (the image of
-// $OUTBOX_TEST_POSTGRES_IMAGE) with durable commits. It lives in a module of
-// its own so that the library never depends on River.
+// $OUTBOX_TEST_POSTGRES_IMAGE) with durable commits and pg_stat_statements.
+// Every run goes through the harness in internal/benchkit: a reset and a
+// checkpoint before it, the WAL the server wrote in it, and the evidence
+// (checkpoints, scans, autovacuums, wait events, costliest statements) that
+// explains an outlier. It lives in a module of its own so that the library
+// never depends on River.
 package main
 
 import (
 	"context"
+	"embed"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -22,14 +28,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	tclog "github.com/testcontainers/testcontainers-go/log"
-
 	"github.com/pgoutbox/pgoutbox/internal/benchkit"
-	"github.com/pgoutbox/pgoutbox/internal/pgserver"
-	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/internal/benchkit/benchserver"
 )
+
+//go:embed sql/*.sql
+var sqlFiles embed.FS
 
 type options struct {
 	runs          int
@@ -42,10 +46,26 @@ type options struct {
 	growthSizes   []int
 	growthPending int
 	wakeups       int
+	pgqTick       time.Duration
 	out, chart    string
 	smoke         bool
 	synchronous   string
+	memProfile    string
+	systems       map[string]bool
+	autoExplain   time.Duration
 }
+
+// allSystems name the systems for -systems: pgoutbox in claim mode and in
+// lock mode, their raw-SQL floors, River and PgQ.
+var allSystems = []string{"pgoutbox", "lock", "floor", "lock-floor", "river", "pgq"} //nolint:gochecknoglobals // fixed list
+
+// systemFlag maps the report's system names to -systems' words.
+var systemFlag = map[string]string{ //nolint:gochecknoglobals // fixed table
+	sysPgoutbox: "pgoutbox", sysLock: "lock", sysFloor: "floor", sysLockFloor: "lock-floor", sysRiver: "river", sysPgQ: "pgq",
+}
+
+// allScenarios are the scenarios in the order they run.
+var allScenarios = []string{"enqueue", "burn-down", "continuous", "held-snapshot", "wake-up", "growth", "plan-stability", "memory"} //nolint:gochecknoglobals // fixed list
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -57,27 +77,31 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	flags := flag.NewFlagSet("bench", flag.ContinueOnError)
+	flags.SetOutput(stderr)
 	var o options
-	fs.IntVar(&o.runs, "runs", 3, "repetitions of each scenario (median and spread are reported)")
-	fs.IntVar(&o.messages, "messages", 200_000, "messages for burn-down")
-	fs.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each enqueue and continuous variant")
-	clients := fs.String("clients", "1,4,16", "client counts for enqueue")
-	relays := fs.String("relays", "1,2,4", "relay counts for burn-down")
-	fs.IntVar(&o.concurrency, "concurrency", 256, "handler concurrency (and claim batch) of each pgoutbox relay")
-	fs.IntVar(&o.riverWorkers, "river-workers", 2000, "River MaxWorkers (River's own bench uses 2000)")
-	growth := fs.String("growth", "0,100000,1000000", "delivered rows before the growth scenario")
-	fs.IntVar(&o.growthPending, "growth-pending", 100_000, "pending messages in the growth scenario")
-	fs.IntVar(&o.wakeups, "wakeups", 200, "messages in the wake-up scenario")
-	fs.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write (empty: none)")
-	fs.StringVar(&o.chart, "chart", "benchmarks.png", "chart to write (empty: none)")
-	fs.BoolVar(&o.smoke, "smoke", false, "a ten-second run of every scenario, for CI")
-	fs.StringVar(&o.synchronous, "synchronous-commit", "on", "synchronous_commit of the container this starts (on: durable)")
-	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL to measure on (default: start one with Testcontainers)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the benchmark process (relays, River, clients) to this file")
-	only := fs.String("scenarios", "enqueue,burn-down,continuous,wake-up,growth,memory", "scenarios to run")
-	if err := fs.Parse(args); err != nil {
+	flags.IntVar(&o.runs, "runs", 3, "repetitions of each scenario (median and spread are reported)")
+	flags.IntVar(&o.messages, "messages", 200_000, "messages for burn-down")
+	flags.DurationVar(&o.duration, "duration", 5*time.Second, "duration of each enqueue variant (continuous runs three times as long)")
+	clients := flags.String("clients", "1,4,16", "client counts for enqueue")
+	relays := flags.String("relays", "1,2,4", "relay counts for burn-down")
+	flags.IntVar(&o.concurrency, "concurrency", 256, "handler concurrency (and claim batch) of each pgoutbox relay")
+	flags.IntVar(&o.riverWorkers, "river-workers", 2000, "River MaxWorkers (River's own bench uses 2000)")
+	growth := flags.String("growth", "0,100000,1000000", "delivered rows before the growth scenario")
+	flags.IntVar(&o.growthPending, "growth-pending", 100_000, "pending messages in the growth scenario")
+	flags.IntVar(&o.wakeups, "wakeups", 200, "messages in the wake-up scenario")
+	flags.DurationVar(&o.pgqTick, "pgq-tick", time.Second, "how often the harness calls pgq.ticker(), as pgqd does (its ticker_period, default 1s)")
+	flags.StringVar(&o.out, "out", "BENCHMARKS.md", "report to write (empty: none)")
+	flags.StringVar(&o.chart, "chart", "benchmarks.png", "chart to write (empty: none)")
+	flags.BoolVar(&o.smoke, "smoke", false, "a short run of every scenario and peer, for CI")
+	flags.StringVar(&o.synchronous, "synchronous-commit", "on", "synchronous_commit of the container this starts (on: durable)")
+	flags.DurationVar(&o.autoExplain, "auto-explain", time.Second, "the container this starts logs the plan (rows, buffers, WAL) of every statement slower than this, for the outliers' evidence (0: off)")
+	dbURL := flags.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL to measure on (default: start one with Testcontainers)")
+	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the benchmark process (relays, River, clients) to this file")
+	flags.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the memory scenario's drain to this file")
+	only := flags.String("scenarios", strings.Join(allScenarios, ","), "scenarios to run, comma-separated")
+	systems := flags.String("systems", strings.Join(allSystems, ","), "systems to run where a scenario compares several, comma-separated")
+	if err := flags.Parse(args); err != nil {
 		return err
 	}
 	var err error
@@ -90,66 +114,71 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if o.growthSizes, err = ints(*growth); err != nil {
 		return fmt.Errorf("-growth: %w", err)
 	}
+	selected := map[string]bool{}
+	for _, s := range strings.Split(*only, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allScenarios, s) {
+			return fmt.Errorf("-scenarios: unknown scenario %q (want some of %s)", s, strings.Join(allScenarios, ","))
+		}
+		selected[s] = true
+	}
+	o.systems = map[string]bool{}
+	for _, s := range strings.Split(*systems, ",") {
+		s = strings.TrimSpace(s)
+		if !slices.Contains(allSystems, s) {
+			return fmt.Errorf("-systems: unknown system %q (want some of %s)", s, strings.Join(allSystems, ","))
+		}
+		o.systems[s] = true
+	}
+	if o.runs < 1 || o.messages < 1 || o.concurrency < 1 || o.wakeups < 1 || o.duration <= 0 || o.pgqTick <= 0 {
+		return fmt.Errorf("-runs, -messages, -concurrency, -wakeups must be at least 1 and -duration, -pgq-tick positive")
+	}
 	if o.smoke {
 		o = smokeOptions(o)
 	}
 
-	url := *dbURL
-	if url == "" {
-		tclog.SetDefault(tclog.NewNoopLogger())
-		fmt.Fprintf(stderr, "starting PostgreSQL (%s) with Testcontainers, synchronous_commit=%s\n", pgserver.Image(), o.synchronous)
-		srv, err := pgserver.StartContainer(ctx, pgserver.Settings{"synchronous_commit=" + o.synchronous})
-		if err != nil {
-			return err
-		}
-		defer func() { _ = srv.Stop() }()
-		url = srv.URL
-	}
-	cfg, err := pgxpool.ParseConfig(url)
+	srv, err := benchserver.Start(ctx, *dbURL, o.synchronous, o.autoExplain, stderr)
 	if err != nil {
 		return err
 	}
-	cfg.MaxConns = 64
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	defer func() { _ = srv.Stop() }()
+	h, err := benchkit.Open(ctx, benchkit.Config{URL: srv.URL, MaxConns: 64, Progress: stderr, Evidence: true, Logs: srv.Logs})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	if err := outbox.Migrate(ctx, stdlib.OpenDBFromPool(pool)); err != nil {
+	defer h.Close()
+	if err := migrateRiver(ctx, h.Pool); err != nil {
 		return err
 	}
-	if err := migrateRiver(ctx, pool); err != nil {
-		return err
-	}
-	settings, err := benchkit.ServerSettings(ctx, pool)
+	sub, err := fs.Sub(sqlFiles, "sql")
 	if err != nil {
 		return err
 	}
+	b := &bencher{ctx: ctx, h: h, o: o, log: stderr, sql: benchkit.NewSQL(sub), url: srv.URL}
+	if b.pgq, err = setupPgQ(ctx, b); err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "PgQ: %s\n", b.pgq.status())
 	stopProfile, err := benchkit.StartCPUProfile(*cpuProfile)
 	if err != nil {
 		return err
 	}
 	defer stopProfile()
-	r := &report{settings: settings, opts: o, started: time.Now()}
-	b := &bencher{ctx: ctx, pool: pool, o: o, log: stderr, r: r}
-	for _, step := range []struct {
-		name string
-		fn   func() error
-	}{
-		{"enqueue", b.enqueue},
-		{"burn-down", b.burnDown},
-		{"continuous", b.continuous},
-		{"wake-up", b.wakeUp},
-		{"growth", b.growth},
-		{"memory", b.memory},
-	} {
-		if !slices.Contains(strings.Split(*only, ","), step.name) {
+	r := &report{settings: h.Settings, opts: o, started: time.Now(), pgq: b.pgq.status()}
+	b.r = r
+	steps := map[string]func() error{
+		"enqueue": b.enqueue, "burn-down": b.burnDown, "continuous": b.continuous, "held-snapshot": b.heldSnapshot,
+		"wake-up": b.wakeUp, "growth": b.growth, "plan-stability": b.planStability, "memory": b.memory,
+	}
+	for _, name := range allScenarios {
+		if !selected[name] {
 			continue
 		}
-		fmt.Fprintf(stderr, "== %s\n", step.name)
-		if err := step.fn(); err != nil {
-			return fmt.Errorf("%s: %w", step.name, err)
+		fmt.Fprintf(stderr, "== %s\n", name)
+		if err := steps[name](); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
 		}
+		r.ran = append(r.ran, name)
 	}
 	r.finished = time.Now()
 	md := r.markdown()
@@ -167,6 +196,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// smokeOptions run every scenario and peer briefly: CI checks that the
+// comparison builds and runs, not its figures.
 func smokeOptions(o options) options {
 	o.runs = 1
 	o.messages = 5000
@@ -176,6 +207,7 @@ func smokeOptions(o options) options {
 	o.growthSizes = []int{0, 5000}
 	o.growthPending = 2000
 	o.wakeups = 10
+	o.pgqTick = 100 * time.Millisecond
 	return o
 }
 
@@ -193,11 +225,39 @@ func ints(s string) ([]int, error) {
 
 // bencher runs the scenarios.
 type bencher struct {
-	ctx  context.Context
-	pool *pgxpool.Pool
-	o    options
-	log  io.Writer
-	r    *report
+	ctx context.Context
+	h   *benchkit.Harness
+	url string
+	sql benchkit.SQL
+	o   options
+	log io.Writer
+	r   *report
+	pgq *pgq
+}
+
+// wants reports whether -systems selects the system (by its report name).
+func (b *bencher) wants(system string) bool { return b.o.systems[systemFlag[system]] }
+
+// reset empties every system's tables and checkpoints (see Harness.Reset).
+func (b *bencher) reset() error {
+	scripts := []string{"reset"}
+	if b.pgq.available() {
+		scripts = append(scripts, "pgq_reset")
+	}
+	return b.h.Reset(b.ctx, b.sql, scripts...)
+}
+
+// window runs fn in a measured window of the harness and returns its
+// evidence; watch names the tables whose counters it reports.
+func (b *bencher) window(fn func() error, watch ...string) (benchkit.Evidence, error) {
+	w, err := b.h.Begin(b.ctx, watch...)
+	if err != nil {
+		return benchkit.Evidence{}, err
+	}
+	if err := fn(); err != nil {
+		return benchkit.Evidence{}, err
+	}
+	return w.End(b.ctx)
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,6 +12,8 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/riverdriver/riverpgxv5"
 	"github.com/riverqueue/river/rivermigrate"
+
+	"github.com/pgoutbox/pgoutbox/internal/benchkit"
 )
 
 // benchArgs is River's job: the same payload as pgoutbox's messages.
@@ -73,112 +76,126 @@ func riverInsert(ctx context.Context, c *river.Client[pgx.Tx], from, n int) ([]i
 	return ids, nil
 }
 
-// riverBurnDown inserts total jobs, starts a client and measures until the
-// last one completes (counted from River's completion events, which follow
-// its batched completer, as River's bench does).
-func riverBurnDown(ctx context.Context, pool *pgxpool.Pool, total, workers int) (float64, error) {
-	c, err := riverClient(pool, workers, nil)
+// riverBurnDown inserts the backlog (a window of its own), starts a client
+// and measures until the last job completes (counted from River's
+// completion events, which follow its batched completer, as River's bench
+// does).
+func (b *bencher) riverBurnDown() (sample, error) {
+	total := b.o.messages
+	c, err := riverClient(b.h.Pool, b.o.riverWorkers, nil)
 	if err != nil {
-		return 0, err
+		return sample{}, err
 	}
-	for from := 0; from < total; from += 5000 {
-		if _, err := riverInsert(ctx, c, from, min(5000, total-from)); err != nil {
-			return 0, err
-		}
-	}
-	events, cancel := c.SubscribeConfig(&river.SubscribeConfig{
-		ChanSize: total + 1,
-		Kinds:    []river.EventKind{river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled},
-	})
-	defer cancel()
-	start := time.Now()
-	if err := c.Start(ctx); err != nil {
-		return 0, err
-	}
-	done := 0
-	timeout := time.After(10 * time.Minute)
-	for done < total {
-		select {
-		case e := <-events:
-			if e.Kind != river.EventKindJobCompleted {
-				return 0, fmt.Errorf("river: job %d %s", e.Job.ID, e.Kind)
+	var s sample
+	fill, err := b.window(func() error {
+		for from := 0; from < total; from += 5000 {
+			if _, err := riverInsert(b.ctx, c, from, min(5000, total-from)); err != nil {
+				return err
 			}
-			done++
-		case <-timeout:
-			return 0, fmt.Errorf("river: %d of %d jobs completed in 10 minutes", done, total)
 		}
+		return nil
+	})
+	if err != nil {
+		return sample{}, err
 	}
-	elapsed := time.Since(start)
-	stopCtx, stopCancel := context.WithTimeout(ctx, time.Minute)
-	defer stopCancel()
-	if err := c.Stop(stopCtx); err != nil {
-		return 0, err
+	s.enqueued, s.enqWAL = int64(total), fill.WAL
+	ev, err := b.window(func() error {
+		events, cancel := c.SubscribeConfig(&river.SubscribeConfig{
+			ChanSize: total + 1,
+			Kinds:    []river.EventKind{river.EventKindJobCompleted, river.EventKindJobFailed, river.EventKindJobCancelled},
+		})
+		defer cancel()
+		start := time.Now()
+		if err := c.Start(b.ctx); err != nil {
+			return err
+		}
+		done := 0
+		timeout := time.After(10 * time.Minute)
+		for done < total {
+			select {
+			case e := <-events:
+				if e.Kind != river.EventKindJobCompleted {
+					return fmt.Errorf("river: job %d %s", e.Job.ID, e.Kind)
+				}
+				done++
+			case <-timeout:
+				return fmt.Errorf("river: %d of %d jobs completed in 10 minutes", done, total)
+			}
+		}
+		s.rate = benchkit.Rate(int64(total), time.Since(start))
+		stopCtx, stopCancel := context.WithTimeout(b.ctx, time.Minute)
+		defer stopCancel()
+		return c.Stop(stopCtx)
+	}, "river_job")
+	if err != nil {
+		return sample{}, err
 	}
-	return float64(total) / elapsed.Seconds(), nil
+	s.delivered, s.delWAL, s.evidence = int64(total), ev.WAL, ev
+	return s, nil
 }
 
 // riverContinuous runs River with four producers inserting batches of 100
-// at full speed for d.
-func riverContinuous(ctx context.Context, pool *pgxpool.Pool, workers int, d time.Duration) (float64, time.Duration, time.Duration, error) {
+// at full speed for three times the scenario's duration, in one window.
+func (b *bencher) riverContinuous() (sample, error) {
 	lat := newLatencies()
-	c, err := riverClient(pool, workers, lat)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	events, cancel := c.SubscribeConfig(&river.SubscribeConfig{ChanSize: 1 << 20, Kinds: []river.EventKind{river.EventKindJobCompleted}})
-	defer cancel()
-	var completed int64
-	countDone := make(chan struct{})
-	var mu sync.Mutex
-	go func() {
-		defer close(countDone)
-		for e := range events {
-			if e == nil {
-				return
-			}
-			mu.Lock()
-			completed++
-			mu.Unlock()
+	var s sample
+	ev, err := b.window(func() error {
+		c, err := riverClient(b.h.Pool, b.o.riverWorkers, lat)
+		if err != nil {
+			return err
 		}
-	}()
-	if err := c.Start(ctx); err != nil {
-		return 0, 0, 0, err
-	}
-	prodCtx, prodCancel := context.WithTimeout(ctx, d)
-	defer prodCancel()
-	var wg sync.WaitGroup
-	errs := make(chan error, producers)
-	for p := range producers {
-		wg.Add(1)
+		events, cancel := c.SubscribeConfig(&river.SubscribeConfig{ChanSize: 1 << 20, Kinds: []river.EventKind{river.EventKindJobCompleted}})
+		defer cancel()
+		var completed, enqueued atomic.Int64
 		go func() {
-			defer wg.Done()
-			for i := 0; prodCtx.Err() == nil; i++ {
-				ids, err := riverInsert(ctx, c, p*1_000_000+i*produceBatch, produceBatch)
-				if err != nil {
-					errs <- err
+			for e := range events {
+				if e == nil {
 					return
 				}
-				lat.commit(ids)
+				completed.Add(1)
 			}
 		}()
+		if err := c.Start(b.ctx); err != nil {
+			return err
+		}
+		prodCtx, prodCancel := context.WithTimeout(b.ctx, b.o.duration*3)
+		defer prodCancel()
+		var wg sync.WaitGroup
+		errs := make(chan error, producers)
+		before := completed.Load()
+		start := time.Now()
+		for p := range producers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; prodCtx.Err() == nil; i++ {
+					ids, err := riverInsert(b.ctx, c, p*1_000_000+i*produceBatch, produceBatch)
+					if err != nil {
+						errs <- err
+						return
+					}
+					lat.commit(ids)
+					enqueued.Add(int64(len(ids)))
+				}
+			}()
+		}
+		wg.Wait()
+		s.rate = float64(completed.Load()-before) / time.Since(start).Seconds()
+		stopCtx, stopCancel := context.WithTimeout(b.ctx, time.Minute)
+		defer stopCancel()
+		_ = c.Stop(stopCtx)
+		s.enqueued, s.delivered = enqueued.Load(), completed.Load()
+		select {
+		case err := <-errs:
+			return err
+		default:
+		}
+		return nil
+	}, "river_job")
+	if err != nil {
+		return sample{}, err
 	}
-	mu.Lock()
-	before := completed
-	mu.Unlock()
-	start := time.Now()
-	wg.Wait()
-	mu.Lock()
-	rate := float64(completed-before) / time.Since(start).Seconds()
-	mu.Unlock()
-	stopCtx, stopCancel := context.WithTimeout(ctx, time.Minute)
-	defer stopCancel()
-	_ = c.Stop(stopCtx)
-	cancel()
-	select {
-	case err := <-errs:
-		return 0, 0, 0, err
-	default:
-	}
-	p50, p99 := lat.percentiles()
-	return rate, p50, p99, nil
+	s.p50, s.p99 = lat.percentiles()
+	s.enqWAL, s.delWAL, s.evidence = ev.WAL, ev.WAL, ev
+	return s, nil
 }

@@ -26,32 +26,17 @@ import (
 const (
 	lane   = "bench"
 	target = "noop"
+	// table is pgoutbox's table, whose counters the evidence reports.
+	table = "pgoutbox_message"
 )
 
 func payload(i int) json.RawMessage {
 	return json.RawMessage(`{"order_id":` + strconv.Itoa(i) + `,"event":"order_placed","total_cents":4200}`)
 }
 
-// reset empties both systems' tables so that every run starts alike (River's
-// own bench truncates and vacuums its table too). The checkpoint starts each
-// run at the beginning of a checkpoint cycle, so that no run pays for the WAL
-// an earlier one wrote (a continuous run writes hundreds of megabytes; the
-// third of three continuous runs was repeatedly the slowest without it).
-func (b *bencher) reset() error {
-	for _, stmt := range []string{
-		"TRUNCATE pgoutbox_message", "TRUNCATE river_job",
-		"VACUUM ANALYZE pgoutbox_message", "VACUUM ANALYZE river_job", "CHECKPOINT",
-	} {
-		if _, err := b.pool.Exec(b.ctx, stmt); err != nil {
-			return fmt.Errorf("%s: %w", stmt, err)
-		}
-	}
-	return nil
-}
-
 // timed runs fn in clients goroutines until d passes and returns the number
-// of messages they reported per second.
-func (b *bencher) timed(clients int, d time.Duration, fn func(ctx context.Context, n *atomic.Int64) error) (float64, error) {
+// of messages they reported per second, and the number.
+func (b *bencher) timed(clients int, d time.Duration, fn func(ctx context.Context, n *atomic.Int64) error) (float64, int64, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, d)
 	defer cancel()
 	var (
@@ -74,37 +59,44 @@ func (b *bencher) timed(clients int, d time.Duration, fn func(ctx context.Contex
 		}()
 	}
 	wg.Wait()
-	return float64(n.Load()) / time.Since(start).Seconds(), firstErr
+	return float64(n.Load()) / time.Since(start).Seconds(), n.Load(), firstErr
 }
 
-// Bare statements: the same rows written without the library, the baseline
-// of the library's overhead.
-const bareInsert = `INSERT INTO pgoutbox_message (scope, lane, target, payload, available_at, max_attempts, created_at, updated_at)
-VALUES ($1, $2, $3, $4, now(), 5, now(), now())`
-
-func bareInsertMany(rows int) string {
-	var sb strings.Builder
-	sb.WriteString(`INSERT INTO pgoutbox_message (scope, lane, target, payload, available_at, max_attempts, created_at, updated_at) VALUES `)
-	for i := range rows {
-		if i > 0 {
-			sb.WriteString(",")
-		}
-		fmt.Fprintf(&sb, "($1, $2, $3, $%d, now(), 5, now(), now())", i+4)
+// timedEnqueue runs timed in a window and returns its sample.
+func (b *bencher) timedEnqueue(clients int, fn func(ctx context.Context, n *atomic.Int64) error) (sample, error) {
+	var (
+		s   sample
+		err error
+	)
+	ev, werr := b.window(func() error {
+		s.rate, s.enqueued, err = b.timed(clients, b.o.duration, fn)
+		return err
+	}, table)
+	if werr != nil {
+		return sample{}, werr
 	}
-	return sb.String()
+	s.enqWAL, s.evidence = ev.WAL, ev
+	return s, nil
 }
 
 func (b *bencher) enqueue() error {
-	store := outbox.NewPostgresStore(b.pool)
-	manySQL := bareInsertMany(100)
+	store := outbox.NewPostgresStore(b.h.Pool)
+	bareSQL, err := b.sql.Text("bare_insert")
+	if err != nil {
+		return err
+	}
+	manySQL, err := b.sql.Text("bare_insert_many")
+	if err != nil {
+		return err
+	}
 	for run := range b.o.runs {
 		if err := b.reset(); err != nil {
 			return err
 		}
 		for _, c := range b.o.clientsList {
 			variant := fmt.Sprintf("%d clients", c)
-			rate, err := b.timed(c, b.o.duration, func(ctx context.Context, n *atomic.Int64) error {
-				return inTx(ctx, b, func(tx pgx.Tx) error {
+			s, err := b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+				return b.inTx(ctx, func(tx pgx.Tx) error {
 					_, err := store.WithTx(tx).Enqueue(ctx, outbox.Draft{Lane: lane, Target: target, Payload: payload(int(n.Add(1)))})
 					return err
 				})
@@ -112,17 +104,17 @@ func (b *bencher) enqueue() error {
 			if err != nil {
 				return err
 			}
-			b.r.add("enqueue: one message per transaction", variant, "pgoutbox Enqueue", sample{rate: rate})
-			rate, err = b.timed(c, b.o.duration, func(ctx context.Context, n *atomic.Int64) error {
-				return inTx(ctx, b, func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, bareInsert, "", lane, target, payload(int(n.Add(1))))
+			b.r.add(scEnqueueOne, variant, sysEnqueue, s)
+			s, err = b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+				return b.inTx(ctx, func(tx pgx.Tx) error {
+					_, err := tx.Exec(ctx, bareSQL, "", lane, target, payload(int(n.Add(1))))
 					return err
 				})
 			})
 			if err != nil {
 				return err
 			}
-			b.r.add("enqueue: one message per transaction", variant, "bare INSERT", sample{rate: rate})
+			b.r.add(scEnqueueOne, variant, sysBareInsert, s)
 
 			drafts := make([]outbox.Draft, 100)
 			args := make([]any, 103)
@@ -131,38 +123,42 @@ func (b *bencher) enqueue() error {
 				drafts[i] = outbox.Draft{Lane: lane, Target: target, Payload: payload(i)}
 				args[i+3] = payload(i)
 			}
-			rate, err = b.timed(c, b.o.duration, func(ctx context.Context, n *atomic.Int64) error {
-				err := inTx(ctx, b, func(tx pgx.Tx) error {
+			s, err = b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+				err := b.inTx(ctx, func(tx pgx.Tx) error {
 					_, err := store.WithTx(tx).EnqueueMany(ctx, drafts)
 					return err
 				})
-				n.Add(100)
+				if err == nil {
+					n.Add(100)
+				}
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			b.r.add("enqueue: 100 messages per transaction", variant, "pgoutbox EnqueueMany", sample{rate: rate})
-			rate, err = b.timed(c, b.o.duration, func(ctx context.Context, n *atomic.Int64) error {
-				err := inTx(ctx, b, func(tx pgx.Tx) error {
+			b.r.add(scEnqueueMany, variant, sysEnqueueMany, s)
+			s, err = b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+				err := b.inTx(ctx, func(tx pgx.Tx) error {
 					_, err := tx.Exec(ctx, manySQL, args...)
 					return err
 				})
-				n.Add(100)
+				if err == nil {
+					n.Add(100)
+				}
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			b.r.add("enqueue: 100 messages per transaction", variant, "bare 100-row INSERT", sample{rate: rate})
+			b.r.add(scEnqueueMany, variant, sysBareInsertMany, s)
 			fmt.Fprintf(b.log, "  enqueue run %d, %d clients done\n", run+1, c)
 		}
 	}
 	return nil
 }
 
-func inTx(ctx context.Context, b *bencher, fn func(pgx.Tx) error) error {
-	tx, err := b.pool.Begin(ctx)
+func (b *bencher) inTx(ctx context.Context, fn func(pgx.Tx) error) error {
+	tx, err := b.h.Pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
@@ -173,171 +169,175 @@ func inTx(ctx context.Context, b *bencher, fn func(pgx.Tx) error) error {
 	return tx.Commit(ctx)
 }
 
-func (b *bencher) burnDown() error {
-	for run := range b.o.runs {
-		for _, relays := range b.o.relaysList {
-			if err := b.reset(); err != nil {
-				return err
-			}
-			res, err := benchkit.BurnDown(b.ctx, b.pool, b.o.messages, relays, b.o.concurrency, relay.ModeClaim, discard{})
-			if err != nil {
-				return err
-			}
-			variant := fmt.Sprintf("%d relay(s)", relays)
-			b.r.add("burn-down", variant, "pgoutbox", sample{rate: res.PerSec})
-			if err := b.reset(); err != nil {
-				return err
-			}
-			rate, err := b.floorBurnDown(relays)
-			if err != nil {
-				return err
-			}
-			b.r.add("burn-down", variant, "raw-SQL floor", sample{rate: rate})
-			if err := b.reset(); err != nil {
-				return err
-			}
-			lockRes, err := benchkit.BurnDown(b.ctx, b.pool, b.o.messages, relays, b.o.concurrency, relay.ModeLock, discard{})
-			if err != nil {
-				return err
-			}
-			b.r.add("burn-down", variant, "pgoutbox lock mode", sample{rate: lockRes.PerSec})
-			if err := b.reset(); err != nil {
-				return err
-			}
-			lockFloor, err := b.floorLockBurnDown(relays)
-			if err != nil {
-				return err
-			}
-			b.r.add("burn-down", variant, "raw-SQL floor, lock mode", sample{rate: lockFloor})
-			fmt.Fprintf(b.log, "  burn-down run %d, %d relays: pgoutbox %.0f/s (floor %.0f/s), lock mode %.0f/s (floor %.0f/s)\n",
-				run+1, relays, res.PerSec, rate, lockRes.PerSec, lockFloor)
+func fromResult(r benchkit.Result) sample {
+	return sample{
+		rate: r.PerSec, p50: r.P50, p99: r.P99,
+		enqueued: r.Enqueued, delivered: r.Delivered, enqWAL: r.EnqueueWAL, delWAL: r.DeliveryWAL, evidence: r.Evidence,
+	}
+}
+
+// step is one system's run in a scenario.
+type step struct {
+	system string
+	run    func() (sample, error)
+}
+
+// runSteps resets before each selected step, runs it and records its
+// sample, and logs a line per round.
+func (b *bencher) runSteps(scenario, variant, label string, steps []step) error {
+	line := "  " + label + ":"
+	for _, st := range steps {
+		if !b.wants(st.system) {
+			continue
 		}
 		if err := b.reset(); err != nil {
 			return err
 		}
-		rate, err := riverBurnDown(b.ctx, b.pool, b.o.messages, b.o.riverWorkers)
+		s, err := st.run()
 		if err != nil {
+			return fmt.Errorf("%s: %w", st.system, err)
+		}
+		b.r.add(scenario, variant, st.system, s)
+		line += fmt.Sprintf(" %s %.0f/s", st.system, s.rate)
+		if s.p99 > 0 {
+			line += fmt.Sprintf(" (p99 %s)", s.p99.Round(time.Millisecond))
+		}
+		line += ";"
+	}
+	fmt.Fprintln(b.log, strings.TrimSuffix(line, ";"))
+	return nil
+}
+
+func (b *bencher) burnDown() error {
+	for run := range b.o.runs {
+		for _, relays := range b.o.relaysList {
+			burn := func(mode relay.Mode) func() (sample, error) {
+				return func() (sample, error) {
+					res, err := b.h.BurnDown(b.ctx, b.o.messages, relays, b.o.concurrency, mode)
+					return fromResult(res), err
+				}
+			}
+			if err := b.runSteps(scBurnDown, b.r.relayVariant(relays), fmt.Sprintf("burn-down run %d, %d relay(s)", run+1, relays), []step{
+				{sysPgoutbox, burn(relay.ModeClaim)},
+				{sysFloor, func() (sample, error) { return b.floorBurnDown(relays, b.floorClaimWorker) }},
+				{sysLock, burn(relay.ModeLock)},
+				{sysLockFloor, func() (sample, error) { return b.floorBurnDown(relays, b.floorLockWorker) }},
+			}); err != nil {
+				return err
+			}
+		}
+		peers := []step{{sysRiver, b.riverBurnDown}}
+		if b.pgq.available() {
+			peers = append(peers, step{sysPgQ, func() (sample, error) { return b.pgq.burnDown(b.o.messages) }})
+		}
+		if err := b.runSteps(scBurnDown, variantPeers, fmt.Sprintf("burn-down run %d, peers", run+1), peers); err != nil {
 			return err
 		}
-		b.r.add("burn-down", "River", "River", sample{rate: rate})
-		fmt.Fprintf(b.log, "  burn-down run %d: River %.0f/s\n", run+1, rate)
 	}
 	return nil
 }
 
-// floorBurnDown drains the same backlog with the relay's own statement
-// (claim the next batch, ack the last one) issued straight through pgx by
-// workers goroutines: what the library costs over its SQL.
-func (b *bencher) floorBurnDown(workers int) (float64, error) {
-	store, err := outbox.NewPostgresStore(b.pool, outbox.WithNotify(false)).Scoped("floor")
+// floorBurnDown fills the backlog and drains it with one worker per relay
+// issuing the library's statements straight through pgx: what the library
+// costs over its SQL.
+func (b *bencher) floorBurnDown(workers int, worker func(id int, done *atomic.Int64) error) (sample, error) {
+	store, err := outbox.NewPostgresStore(b.h.Pool, outbox.WithNotify(false)).Scoped("floor")
 	if err != nil {
-		return 0, err
+		return sample{}, err
 	}
-	if err := benchkit.Fill(b.ctx, store, b.o.messages); err != nil {
-		return 0, err
+	var s sample
+	fill, err := b.window(func() error { return benchkit.Fill(b.ctx, store, b.o.messages) })
+	if err != nil {
+		return sample{}, err
 	}
-	q := db.New(b.pool)
+	s.enqueued, s.enqWAL = int64(b.o.messages), fill.WAL
 	var done atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	start := time.Now()
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var ackIDs []int64
-			var ackTokens []pgtype.UUID
-			for {
-				rows, err := q.MessageClaim(b.ctx, db.MessageClaimParams{
-					LeaseMicros: (30 * time.Second).Microseconds(), Scope: "floor", Lane: lane, Target: target,
-					Max: int32(b.o.concurrency), AfterAvailableAt: time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC), //nolint:gosec // small
-					AckIDs: nonNil(ackIDs), AckTokens: nonNilT(ackTokens), ConsumerID: "floor-" + strconv.Itoa(w),
-				})
-				if deadlocked(err) {
-					continue // rolled back, acks included: as the store does, run it again
-				}
-				if err != nil {
+	ev, err := b.window(func() error {
+		var wg sync.WaitGroup
+		errs := make(chan error, workers)
+		start := time.Now()
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := worker(w, &done); err != nil {
 					errs <- err
-					return
 				}
-				ackIDs, ackTokens = ackIDs[:0], ackTokens[:0]
-				claimed := 0
-				for _, r := range rows {
-					if r.Status == "claimed" {
-						ackIDs = append(ackIDs, r.ID)
-						ackTokens = append(ackTokens, r.ClaimToken)
-						claimed++
-					}
-				}
-				if claimed == 0 && len(rows) == 0 {
-					return
-				}
-				done.Add(int64(claimed))
-			}
-		}()
+			}()
+		}
+		wg.Wait()
+		s.rate = benchkit.Rate(done.Load(), time.Since(start))
+		select {
+		case err := <-errs:
+			return err
+		default:
+		}
+		if done.Load() != int64(b.o.messages) {
+			return fmt.Errorf("floor delivered %d of %d", done.Load(), b.o.messages)
+		}
+		return nil
+	}, table)
+	if err != nil {
+		return sample{}, err
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	select {
-	case err := <-errs:
-		return 0, err
-	default:
-	}
-	if done.Load() != int64(b.o.messages) {
-		return 0, fmt.Errorf("floor claimed %d of %d", done.Load(), b.o.messages)
-	}
-	return float64(done.Load()) / elapsed.Seconds(), nil
+	s.delivered, s.delWAL, s.evidence = done.Load(), ev.WAL, ev
+	return s, nil
 }
 
-// floorLockBurnDown drains the backlog with lock mode's statements (lock a
-// batch, write its outcomes, commit) straight through pgx.
-func (b *bencher) floorLockBurnDown(workers int) (float64, error) {
-	store, err := outbox.NewPostgresStore(b.pool, outbox.WithNotify(false)).Scoped("floor")
-	if err != nil {
-		return 0, err
-	}
-	if err := benchkit.Fill(b.ctx, store, b.o.messages); err != nil {
-		return 0, err
-	}
-	var done atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	start := time.Now()
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				n, err := b.floorLockBatch()
-				if deadlocked(err) {
-					continue
-				}
-				if err != nil {
-					errs <- err
-					return
-				}
-				if n == 0 {
-					return
-				}
-				done.Add(int64(n))
+// floorClaimWorker runs the relay's own statement (claim the next batch, ack
+// the last one) until the backlog is gone.
+func (b *bencher) floorClaimWorker(w int, done *atomic.Int64) error {
+	q := db.New(b.h.Pool)
+	var ackIDs []int64
+	var ackTokens []pgtype.UUID
+	for {
+		rows, err := q.MessageClaim(b.ctx, db.MessageClaimParams{
+			LeaseMicros: (30 * time.Second).Microseconds(), Scope: "floor", Lane: lane, Target: target,
+			Max: int32(b.o.concurrency), AfterAvailableAt: time.Date(-4000, 1, 1, 0, 0, 0, 0, time.UTC), //nolint:gosec // small
+			AckIDs: nonNil(ackIDs), AckTokens: nonNilT(ackTokens), ConsumerID: "floor-" + strconv.Itoa(w),
+		})
+		if deadlocked(err) {
+			continue // rolled back, acks included: as the store does, run it again
+		}
+		if err != nil {
+			return err
+		}
+		ackIDs, ackTokens = ackIDs[:0], ackTokens[:0]
+		claimed := 0
+		for _, r := range rows {
+			if r.Status == "claimed" {
+				ackIDs = append(ackIDs, r.ID)
+				ackTokens = append(ackTokens, r.ClaimToken)
+				claimed++
 			}
-		}()
+		}
+		if claimed == 0 && len(rows) == 0 {
+			return nil
+		}
+		done.Add(int64(claimed))
 	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	select {
-	case err := <-errs:
-		return 0, err
-	default:
+}
+
+// floorLockWorker runs lock mode's statements (lock a batch, write its
+// outcomes, commit) until the backlog is gone.
+func (b *bencher) floorLockWorker(_ int, done *atomic.Int64) error {
+	for {
+		n, err := b.floorLockBatch()
+		if deadlocked(err) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		done.Add(int64(n))
 	}
-	if done.Load() != int64(b.o.messages) {
-		return 0, fmt.Errorf("lock floor delivered %d of %d", done.Load(), b.o.messages)
-	}
-	return float64(done.Load()) / elapsed.Seconds(), nil
 }
 
 func (b *bencher) floorLockBatch() (int, error) {
-	tx, err := b.pool.Begin(b.ctx)
+	tx, err := b.h.Pool.Begin(b.ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -378,10 +378,6 @@ func nonNilT(x []pgtype.UUID) []pgtype.UUID {
 	return x
 }
 
-type discard struct{}
-
-func (discard) Write(p []byte) (int, error) { return len(p), nil }
-
 // latencies collects commit-to-handler latencies.
 type latencies struct {
 	mu        sync.Mutex
@@ -413,12 +409,7 @@ func (l *latencies) handled(id int64) {
 func (l *latencies) percentiles() (p50, p99 time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	s := slices.Clone(l.samples)
-	if len(s) == 0 {
-		return 0, 0
-	}
-	slices.Sort(s)
-	return s[len(s)/2], s[min(len(s)-1, len(s)*99/100)]
+	return benchkit.Percentiles(slices.Clone(l.samples))
 }
 
 const (
@@ -426,113 +417,114 @@ const (
 	produceBatch = 100
 )
 
+// continuousSteps are the systems of the continuous run.
+func (b *bencher) continuousSteps() []step {
+	steps := []step{
+		{sysPgoutbox, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim) }},
+		{sysLock, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock) }},
+		{sysRiver, b.riverContinuous},
+	}
+	if b.pgq.available() {
+		steps = append(steps, step{sysPgQ, func() (sample, error) { return b.pgq.continuous(b.o.duration * 3) }})
+	}
+	return steps
+}
+
 // continuous: producers enqueue batches at full speed while consumers drain,
-// for the scenario's duration.
+// for three times the scenario's duration.
 func (b *bencher) continuous() error {
 	for run := range b.o.runs {
-		if err := b.reset(); err != nil {
+		if err := b.runSteps(scContinuous, variantContinuous, fmt.Sprintf("continuous run %d", run+1), b.continuousSteps()); err != nil {
 			return err
 		}
-		rate, p50, p99, err := b.continuousPgoutbox(relay.ModeClaim)
-		if err != nil {
-			return err
-		}
-		b.r.add("continuous", "4 producers x 100 per transaction", "pgoutbox", sample{rate: rate, p50: p50, p99: p99})
-		if err := b.reset(); err != nil {
-			return err
-		}
-		lrate, lp50, lp99, err := b.continuousPgoutbox(relay.ModeLock)
-		if err != nil {
-			return err
-		}
-		b.r.add("continuous", "4 producers x 100 per transaction", "pgoutbox lock mode", sample{rate: lrate, p50: lp50, p99: lp99})
-		if err := b.reset(); err != nil {
-			return err
-		}
-		rrate, rp50, rp99, err := riverContinuous(b.ctx, b.pool, b.o.riverWorkers, b.o.duration*3)
-		if err != nil {
-			return err
-		}
-		b.r.add("continuous", "4 producers x 100 per transaction", "River", sample{rate: rrate, p50: rp50, p99: rp99})
-		fmt.Fprintf(b.log, "  continuous run %d: pgoutbox %.0f/s p99 %s, lock mode %.0f/s p99 %s, River %.0f/s p99 %s\n",
-			run+1, rate, p99, lrate, lp99, rrate, rp99)
 	}
 	return nil
 }
 
-func (b *bencher) continuousPgoutbox(mode relay.Mode) (float64, time.Duration, time.Duration, error) {
-	store := outbox.NewPostgresStore(b.pool)
+// continuousPgoutbox runs two relays of the given mode, woken by NOTIFY,
+// while four producers enqueue batches of 100, in one window.
+func (b *bencher) continuousPgoutbox(mode relay.Mode) (sample, error) {
+	var s sample
 	lat := newLatencies()
-	var handled atomic.Int64
-	notifier := relay.NewNotifier(b.pool, nil)
-	ctx, cancel := context.WithCancel(b.ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); _ = notifier.Run(ctx) }()
-	<-notifier.Listening()
-	for i := range 2 {
-		r, err := relay.New(store, relay.Config{
-			Lane: lane, Target: target, Concurrency: b.o.concurrency, Wakeups: notifier, ConsumerID: fmt.Sprint("c", i), Mode: mode,
-			Handler: func(_ context.Context, m outbox.Message) error {
-				id, _ := strconv.ParseInt(m.ID, 10, 64)
-				lat.handled(id)
-				handled.Add(1)
-				return nil
-			},
-		})
-		if err != nil {
-			return 0, 0, 0, err
-		}
+	ev, err := b.window(func() error {
+		store := outbox.NewPostgresStore(b.h.Pool)
+		var handled, enqueued atomic.Int64
+		notifier := relay.NewNotifier(b.h.Pool, nil)
+		ctx, cancel := context.WithCancel(b.ctx)
+		defer cancel()
+		var wg sync.WaitGroup
 		wg.Add(1)
-		go func() { defer wg.Done(); _ = r.Run(ctx) }()
-	}
-	d := b.o.duration * 3
-	prodCtx, prodCancel := context.WithTimeout(b.ctx, d)
-	defer prodCancel()
-	var pw sync.WaitGroup
-	errs := make(chan error, producers)
-	for p := range producers {
-		pw.Add(1)
-		go func() {
-			defer pw.Done()
-			drafts := make([]outbox.Draft, produceBatch)
-			for i := range drafts {
-				drafts[i] = outbox.Draft{Lane: lane, Target: target, Payload: payload(p*produceBatch + i)}
+		go func() { defer wg.Done(); _ = notifier.Run(ctx) }()
+		<-notifier.Listening()
+		for i := range 2 {
+			r, err := relay.New(store, relay.Config{
+				Lane: lane, Target: target, Concurrency: b.o.concurrency, Wakeups: notifier, ConsumerID: fmt.Sprint("c", i), Mode: mode,
+				Handler: func(_ context.Context, m outbox.Message) error {
+					id, _ := strconv.ParseInt(m.ID, 10, 64)
+					lat.handled(id)
+					handled.Add(1)
+					return nil
+				},
+			})
+			if err != nil {
+				return err
 			}
-			for prodCtx.Err() == nil {
-				res, err := store.EnqueueMany(b.ctx, drafts)
-				if err != nil {
-					errs <- err
-					return
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = r.Run(ctx) }()
+		}
+		prodCtx, prodCancel := context.WithTimeout(b.ctx, b.o.duration*3)
+		defer prodCancel()
+		var pw sync.WaitGroup
+		errs := make(chan error, producers)
+		start := time.Now()
+		before := handled.Load()
+		for p := range producers {
+			pw.Add(1)
+			go func() {
+				defer pw.Done()
+				drafts := make([]outbox.Draft, produceBatch)
+				for i := range drafts {
+					drafts[i] = outbox.Draft{Lane: lane, Target: target, Payload: payload(p*produceBatch + i)}
 				}
-				ids := make([]int64, len(res))
-				for i, r := range res {
-					ids[i], _ = strconv.ParseInt(r.Message.ID, 10, 64)
+				for prodCtx.Err() == nil {
+					res, err := store.EnqueueMany(b.ctx, drafts)
+					if err != nil {
+						errs <- err
+						return
+					}
+					ids := make([]int64, len(res))
+					for i, r := range res {
+						ids[i], _ = strconv.ParseInt(r.Message.ID, 10, 64)
+					}
+					lat.commit(ids)
+					enqueued.Add(int64(len(ids)))
 				}
-				lat.commit(ids)
-			}
-		}()
+			}()
+		}
+		pw.Wait()
+		s.rate = float64(handled.Load()-before) / time.Since(start).Seconds()
+		cancel()
+		wg.Wait()
+		s.enqueued, s.delivered = enqueued.Load(), handled.Load()
+		select {
+		case err := <-errs:
+			return err
+		default:
+		}
+		return nil
+	}, table)
+	if err != nil {
+		return sample{}, err
 	}
-	start := time.Now()
-	before := handled.Load()
-	pw.Wait()
-	rate := float64(handled.Load()-before) / time.Since(start).Seconds()
-	cancel()
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return 0, 0, 0, err
-	default:
-	}
-	p50, p99 := lat.percentiles()
-	return rate, p50, p99, nil
+	s.p50, s.p99 = lat.percentiles()
+	s.enqWAL, s.delWAL, s.evidence = ev.WAL, ev.WAL, ev
+	return s, nil
 }
 
 func (b *bencher) wakeUp() error {
 	for range b.o.runs {
 		for _, notify := range []bool{true, false} {
-			res, err := benchkit.WakeUp(b.ctx, b.pool, notify, time.Second, b.o.wakeups, 50*time.Millisecond, discard{})
+			res, err := b.h.WakeUp(b.ctx, notify, time.Second, b.o.wakeups, 50*time.Millisecond)
 			if err != nil {
 				return err
 			}
@@ -540,14 +532,14 @@ func (b *bencher) wakeUp() error {
 			if !notify {
 				system = "pgoutbox, polling every 1s"
 			}
-			b.r.add("wake-up", "one message every 50 ms to an idle relay", system, sample{rate: res.PerSec, p50: res.P50, p99: res.P99})
+			b.r.add(scWakeUp, "one message every 50 ms to an idle relay", system, fromResult(res))
 		}
 	}
 	return nil
 }
 
-// growth measures claim+ack on 100k pending messages in a table that already
-// holds n delivered ones, then again after purging them.
+// growth measures claim+ack on growthPending pending messages in a table
+// that already holds n delivered ones, then again after purging them.
 func (b *bencher) growth() error {
 	for range b.o.runs {
 		for _, n := range b.o.growthSizes {
@@ -555,28 +547,28 @@ func (b *bencher) growth() error {
 				return err
 			}
 			if n > 0 {
-				if _, err := b.pool.Exec(b.ctx, `INSERT INTO pgoutbox_message (lane, target, payload, status, available_at, attempt_count, max_attempts, created_at, updated_at)
-					SELECT $1, $2, $3, 'delivered', now() - interval '1 day', 1, 5, now() - interval '1 day', now() - interval '1 day'
-					FROM generate_series(1, $4::int)`, lane, target, payload(0), n); err != nil {
+				if err := b.sql.Exec(b.ctx, b.h.Pool, "growth_fill", map[string]any{
+					"lane": lane, "target": target, "payload": string(payload(0)), "rows": n,
+				}); err != nil {
 					return err
 				}
 			}
-			if _, err := b.pool.Exec(b.ctx, "VACUUM ANALYZE pgoutbox_message"); err != nil {
+			if err := b.sql.Exec(b.ctx, b.h.Pool, "vacuum", nil); err != nil {
 				return err
 			}
 			variant := fmt.Sprintf("%d delivered rows", n)
-			if err := b.claimAckLoop("growth", variant); err != nil {
+			if err := b.claimAckLoop(scGrowth, variant); err != nil {
 				return err
 			}
 			if n > 0 {
-				store := outbox.NewPostgresStore(b.pool)
+				store := outbox.NewPostgresStore(b.h.Pool)
 				if _, err := store.Purge(b.ctx, outbox.PurgeRequest{OlderThan: time.Hour}); err != nil {
 					return err
 				}
-				if _, err := b.pool.Exec(b.ctx, "VACUUM ANALYZE pgoutbox_message"); err != nil {
+				if err := b.sql.Exec(b.ctx, b.h.Pool, "vacuum", nil); err != nil {
 					return err
 				}
-				if err := b.claimAckLoop("growth", fmt.Sprintf("%d delivered rows, after purge", n)); err != nil {
+				if err := b.claimAckLoop(scGrowth, fmt.Sprintf("%d delivered rows, after purge", n)); err != nil {
 					return err
 				}
 			}
@@ -589,70 +581,95 @@ func (b *bencher) growth() error {
 // consumer claiming 100 at a time and acking each batch with the next claim,
 // recording each claim's latency.
 func (b *bencher) claimAckLoop(scenario, variant string) error {
-	store := outbox.NewPostgresStore(b.pool, outbox.WithNotify(false))
-	if err := benchkit.Fill(b.ctx, store, b.o.growthPending); err != nil {
+	store := outbox.NewPostgresStore(b.h.Pool, outbox.WithNotify(false))
+	var s sample
+	fill, err := b.window(func() error { return benchkit.Fill(b.ctx, store, b.o.growthPending) })
+	if err != nil {
 		return err
 	}
+	s.enqueued, s.enqWAL = int64(b.o.growthPending), fill.WAL
 	var (
 		acks []outbox.Receipt
 		lat  []time.Duration
 		done int
 	)
-	start := time.Now()
-	for {
-		t0 := time.Now()
-		msgs, _, err := store.ClaimAndAck(b.ctx, outbox.ClaimRequest{Lane: lane, Target: target, Limit: 100, Lease: time.Minute, ConsumerID: "growth"}, acks)
-		if err != nil {
-			return err
+	ev, err := b.window(func() error {
+		start := time.Now()
+		for {
+			t0 := time.Now()
+			msgs, _, err := store.ClaimAndAck(b.ctx, outbox.ClaimRequest{Lane: lane, Target: target, Limit: 100, Lease: time.Minute, ConsumerID: "growth"}, acks)
+			if err != nil {
+				return err
+			}
+			lat = append(lat, time.Since(t0))
+			if len(msgs) == 0 {
+				break
+			}
+			done += len(msgs)
+			acks = acks[:0]
+			for _, m := range msgs {
+				acks = append(acks, m.Receipt())
+			}
 		}
-		lat = append(lat, time.Since(t0))
-		if len(msgs) == 0 {
-			break
-		}
-		done += len(msgs)
-		acks = acks[:0]
-		for _, m := range msgs {
-			acks = append(acks, m.Receipt())
-		}
+		s.rate = benchkit.Rate(int64(done), time.Since(start))
+		return nil
+	}, table)
+	if err != nil {
+		return err
 	}
-	elapsed := time.Since(start)
-	slices.Sort(lat)
-	b.r.add(scenario, variant, "pgoutbox", sample{rate: float64(done) / elapsed.Seconds(), p50: lat[len(lat)/2], p99: lat[min(len(lat)-1, len(lat)*99/100)]})
-	fmt.Fprintf(b.log, "  growth %s: %.0f/s, claim p50 %s\n", variant, float64(done)/elapsed.Seconds(), lat[len(lat)/2])
+	s.p50, s.p99 = benchkit.Percentiles(lat)
+	s.delivered, s.delWAL, s.evidence = int64(done), ev.WAL, ev
+	b.r.add(scenario, variant, sysPgoutbox, s)
+	fmt.Fprintf(b.log, "  growth %s: %.0f/s, claim p50 %s\n", variant, s.rate, s.p50)
 	return nil
 }
 
-// memory runs a one-relay burn-down and reports allocations per message and
-// the process's peak RSS.
+// memory runs a one-relay burn-down and reports the relay's allocations per
+// delivered message and the process's peak RSS.
 func (b *bencher) memory() error {
 	if err := b.reset(); err != nil {
 		return err
 	}
-	store, err := outbox.NewPostgresStore(b.pool, outbox.WithNotify(false)).Scoped("memory")
+	store, err := outbox.NewPostgresStore(b.h.Pool, outbox.WithNotify(false)).Scoped("memory")
 	if err != nil {
 		return err
 	}
 	if err := benchkit.Fill(b.ctx, store, b.o.messages); err != nil {
 		return err
 	}
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	res, err := benchkit.Drain(b.ctx, store, b.o.messages, 1, b.o.concurrency, relay.ModeClaim, discard{})
+	var (
+		before, after runtime.MemStats
+		res           benchkit.Result
+	)
+	ev, err := b.window(func() error {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		var err error
+		res, err = benchkit.Drain(b.ctx, store, b.o.messages, 1, b.o.concurrency, relay.ModeClaim, discard{})
+		runtime.ReadMemStats(&after)
+		return err
+	}, table)
 	if err != nil {
 		return err
 	}
-	runtime.ReadMemStats(&after)
-	b.r.memory = memoryFigures{
+	if err := benchkit.WriteHeapProfile(b.o.memProfile); err != nil {
+		return err
+	}
+	b.r.memory = &memoryFigures{
 		messages:      res.Messages,
 		allocsPerMsg:  float64(after.Mallocs-before.Mallocs) / float64(res.Messages),
 		bytesPerMsg:   float64(after.TotalAlloc-before.TotalAlloc) / float64(res.Messages),
 		peakRSSBytes:  peakRSS(),
 		heapInUseMiB:  float64(after.HeapInuse) / (1 << 20),
 		ratePerSecond: res.PerSec,
+		wal:           ev.WAL,
 	}
 	return nil
 }
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
 
 // deadlocked reports the server aborting a statement as a deadlock victim.
 // The store runs such a claim again (SKIP LOCKED does not make a claim

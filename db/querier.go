@@ -177,8 +177,6 @@ type Querier interface {
 	// the relays' follow-up to the last notification may already have passed
 	// (see internal/wakeup.Limiter).
 	NotifySend(ctx context.Context, arg NotifySendParams) error
-	// The settings a benchmark figure depends on, reported next to it.
-	ServerSettings(ctx context.Context) (ServerSettingsRow, error)
 	// Lock mode: bounds how long the batch's transaction may sit idle before the
 	// server ends it (releasing its row locks and the xmin horizon it holds), for
 	// this transaction only. It overrides a shorter server or role setting that

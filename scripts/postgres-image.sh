@@ -6,13 +6,19 @@
 #      Docker engine already has it or can pull it;
 #   2. otherwise an equivalent image built here from Debian's postgresql-15
 #      package with mmdebstrap (no container registry needed), tagged
-#      $OUTBOX_LOCAL_POSTGRES_IMAGE, reused on later runs.
+#      $OUTBOX_LOCAL_POSTGRES_IMAGE, reused on later runs. It also carries
+#      postgresql-15-pgq3, PgQ, the log-based queue that `make bench` measures
+#      beside pgoutbox and River (the official image has no PgQ; the bench
+#      then reports PgQ as not available).
 #
 # Progress goes to stderr; stdout carries only the image name.
 set -euo pipefail
 
 official="${OUTBOX_TEST_POSTGRES_IMAGE:-postgres:15.10-bookworm}"
-local_tag="${OUTBOX_LOCAL_POSTGRES_IMAGE:-pgoutbox/postgres-debian:15}"
+# The tag's suffix is the image's revision: bump it when the image's contents
+# change, so that machines holding an older build make a new one.
+# 15-2: adds postgresql-15-pgq3.
+local_tag="${OUTBOX_LOCAL_POSTGRES_IMAGE:-pgoutbox/postgres-debian:15-2}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 log() { echo "postgres-image: $*" >&2; }
@@ -74,7 +80,7 @@ excludes=(
 dpkgopts=()
 for e in "${excludes[@]}"; do dpkgopts+=("--dpkgopt=path-exclude=$e"); done
 
-DEBIAN_FRONTEND=noninteractive mmdebstrap --variant=apt --include=postgresql-15,mawk \
+DEBIAN_FRONTEND=noninteractive mmdebstrap --variant=apt --include=postgresql-15,postgresql-15-pgq3,mawk \
 	"${dpkgopts[@]}" \
 	--essential-hook='mkdir -p "$1/etc/postgresql-common/createcluster.d" && echo "create_main_cluster = false" > "$1/etc/postgresql-common/createcluster.d/no-main-cluster.conf"' \
 	--customize-hook="copy-in $here/postgres-image/docker-entrypoint.sh /usr/local/bin" \

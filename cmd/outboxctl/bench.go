@@ -8,24 +8,27 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	tclog "github.com/testcontainers/testcontainers-go/log"
-
 	"github.com/pgoutbox/pgoutbox/internal/benchkit"
-	"github.com/pgoutbox/pgoutbox/internal/pgserver"
-	"github.com/pgoutbox/pgoutbox/outbox"
 	"github.com/pgoutbox/pgoutbox/relay"
 )
 
+// runBench measures the library on the operator's own server: its disks,
+// network and settings decide what a relay can drain, and no other machine
+// can tell. It needs a database URL (outboxctl starts no server) and leaves
+// nothing behind: every scenario writes in a scope of its own, deleted at
+// the end. The comparison with River and PgQ is `make bench` (the bench
+// module), on the same harness.
 func runBench(ctx context.Context, args []string, std stdio) error {
 	stdout, stderr := std.out, std.errOut
-	fs := newFlagSet("bench", "bench [flags]\n\n"+
-		"Runs pgoutbox's own benchmark scenarios and prints a table (progress on stderr):\n"+
+	fs := newFlagSet("bench", "bench --database-url URL [flags]\n\n"+
+		"Runs pgoutbox's own benchmark scenarios on the given server and prints a table\n"+
+		"(progress on stderr):\n"+
 		"  enqueue   single Enqueue per transaction, NOTIFY off / limited / on every enqueue\n"+
 		"  burndown  --messages pre-enqueued, drained by --relays relays x --concurrency\n"+
 		"  wakeup    an idle relay, one message every 50ms: NOTIFY versus polling\n"+
-		"Without a database URL it starts PostgreSQL with Testcontainers, with durable\n"+
-		"commits (fsync and synchronous_commit on).", stderr)
+		"Each scenario writes in a scope of its own, deleted when the command ends.\n"+
+		"WAL columns are bytes and records the whole server wrote during the scenario\n"+
+		"(other sessions included) per message enqueued or delivered.", stderr)
 	url := databaseURLFlag(fs)
 	scenarios := fs.String("scenarios", "enqueue,burndown,wakeup", "comma-separated scenarios to run")
 	duration := fs.Duration("duration", 5*time.Second, "how long each enqueue variant runs")
@@ -38,6 +41,7 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 	asJSON := fs.Bool("json", false, "print results as JSON")
 	lockMode := fs.Bool("lock-mode", false, "burndown relays in relay.ModeLock (row locks, one write per message)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `file` (go tool pprof reads it)")
+	memProfile := fs.String("memprofile", "", "write an allocation profile of this process to `file` at the end")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -64,56 +68,54 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		return usagef("--messages, --relays, --concurrency and --wakeups must be at least 1")
 	case *poll < time.Millisecond:
 		return usagef("--poll must be at least 1ms, got %s", *poll)
+	case *url == "":
+		return usagef("no database: pass --database-url or set DATABASE_URL (outboxctl bench measures an existing server)")
 	}
+	// A URL that does not parse and a server that does not answer are bad
+	// input (exit 2), as for every other command.
+	check, err := connect(ctx, *url)
+	if err != nil {
+		return err
+	}
+	check.Close()
 
 	stopProfile, err := benchkit.StartCPUProfile(*cpuProfile)
 	if err != nil {
 		return fmt.Errorf("--cpuprofile: %w", err)
 	}
 	defer stopProfile()
-	if *url == "" {
-		tclog.SetDefault(tclog.NewNoopLogger())
-		fmt.Fprintf(stderr, "no DATABASE_URL: starting PostgreSQL (%s) with Testcontainers, durable settings\n", pgserver.Image())
-		srv, err := pgserver.StartContainer(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer func() { _ = srv.Stop() }()
-		*url = srv.URL
-	}
-	cfg, err := pgxpool.ParseConfig(*url)
-	if err != nil {
-		return usagef("cannot parse the database URL: %v", err)
-	}
-	cfg.MaxConns = int32(max(32, *relays*4, maxInt(clientCounts)+4)) //nolint:gosec // small by construction
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return fmt.Errorf("connecting to %s: %w", where(cfg.ConnConfig), err)
-	}
-	defer pool.Close()
-	if err := pool.Ping(ctx); err != nil {
-		return fmt.Errorf("connecting to %s: %w", where(cfg.ConnConfig), err)
-	}
-	db := sqlDB(pool)
-	err = outbox.Migrate(ctx, db)
-	_ = db.Close()
+	h, err := benchkit.Open(ctx, benchkit.Config{
+		URL:      *url,
+		MaxConns: int32(max(32, *relays*4, maxInt(clientCounts)+4)), //nolint:gosec // small by construction
+		Progress: stderr,
+	})
 	if err != nil {
 		return err
 	}
-	settings, err := benchkit.ServerSettings(ctx, pool)
-	if err != nil {
-		return err
-	}
+	defer h.Close()
 
 	var results []benchkit.Result
+	defer func() {
+		// Remove what the scenarios wrote, even after a failure or Ctrl-C.
+		cleanup, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		for _, r := range results {
+			if r.Scope == "" {
+				continue // a failed scenario's zero result: never the unscoped store's rows
+			}
+			if err := h.DeleteScope(cleanup, r.Scope); err != nil {
+				fmt.Fprintf(stderr, "outboxctl bench: removing scope %s: %v\n", r.Scope, err)
+			}
+		}
+	}()
 	if run["enqueue"] {
 		for _, c := range clientCounts {
 			for _, mode := range []benchkit.NotifyMode{benchkit.NotifyOff, benchkit.NotifyLimit, benchkit.NotifyEvery} {
-				r, err := benchkit.Enqueue(ctx, pool, c, mode, *duration, stderr)
+				r, err := h.Enqueue(ctx, c, mode, *duration)
+				results = append(results, r)
 				if err != nil {
 					return err
 				}
-				results = append(results, r)
 			}
 		}
 	}
@@ -122,39 +124,55 @@ func runBench(ctx context.Context, args []string, std stdio) error {
 		if *lockMode {
 			mode = relay.ModeLock
 		}
-		r, err := benchkit.BurnDown(ctx, pool, *messages, *relays, *concurrency, mode, stderr)
+		r, err := h.BurnDown(ctx, *messages, *relays, *concurrency, mode)
+		results = append(results, r)
 		if err != nil {
 			return err
 		}
-		results = append(results, r)
 	}
 	if run["wakeup"] {
 		for _, notify := range []bool{true, false} {
-			r, err := benchkit.WakeUp(ctx, pool, notify, *poll, *wakeups, 50*time.Millisecond, stderr)
+			r, err := h.WakeUp(ctx, notify, *poll, *wakeups, 50*time.Millisecond)
+			results = append(results, r)
 			if err != nil {
 				return err
 			}
-			results = append(results, r)
 		}
+	}
+	if err := benchkit.WriteHeapProfile(*memProfile); err != nil {
+		return fmt.Errorf("--memprofile: %w", err)
 	}
 
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(map[string]any{"server": settings, "durability": benchkit.Durability(settings), "results": results})
+		return enc.Encode(map[string]any{"server": h.Settings, "durability": h.Settings.Durability(), "results": results})
 	}
-	fmt.Fprintf(stdout, "PostgreSQL %s, %s, full_page_writes %s, shared_buffers %s\n",
-		settings.ServerVersion, benchkit.Durability(settings), settings.FullPageWrites, settings.SharedBuffers)
-	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tMESSAGES\tSECONDS\tMSG/S\tP50\tP99")
+	fmt.Fprintln(stdout, h.Settings.Summary())
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "SCENARIO\tVARIANT\tMESSAGES\tSECONDS\tMSG/S\tP50\tP99\tWAL B/ENQ\tREC/ENQ\tWAL B/DEL\tREC/DEL\t")
 	for _, r := range results {
 		p50, p99 := "-", "-"
 		if r.P50 > 0 || r.P99 > 0 {
 			p50, p99 = r.P50.Round(10*time.Microsecond).String(), r.P99.Round(10*time.Microsecond).String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.0f\t%s\t%s\n", r.Scenario, r.Variant, r.Messages, r.Elapsed.Seconds(), r.PerSec, p50, p99)
+		eb, er := perMessage(r.EnqueueWAL, r.Enqueued)
+		db, dr := perMessage(r.DeliveryWAL, r.Delivered)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.1f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Scenario, r.Variant, r.Messages, r.Elapsed.Seconds(), r.PerSec, p50, p99, eb, er, db, dr)
 	}
 	return tw.Flush()
+}
+
+// perMessage formats WAL bytes and records per message, or "-".
+func perMessage(w benchkit.WAL, n int64) (bytes, records string) {
+	b, r, ok := w.PerMessage(n)
+	if !ok {
+		return "-", "-"
+	}
+	if !w.RecordsKnown {
+		return fmt.Sprintf("%.0f", b), "-"
+	}
+	return fmt.Sprintf("%.0f", b), fmt.Sprintf("%.1f", r)
 }
 
 func parseInts(s string) ([]int, error) {

@@ -1,5 +1,6 @@
-// Command outboxctl is pgoutbox's operator tool: it migrates the schema and
-// runs the demo.
+// Command outboxctl is pgoutbox's operator tool: what an operator needs to
+// run a pgoutbox table in production, from a shell or cron, against the
+// server that --database-url (default $DATABASE_URL) names.
 //
 // Usage:
 //
@@ -7,20 +8,30 @@
 //
 // Commands:
 //
-//	migrate up|down|status|version   manage the pgoutbox schema
-//	list                             list messages (filters, pages)
-//	get ID                           show one message
-//	stats                            counts and ages per lane and target
-//	redrive                          send dead letters back to pending
-//	purge                            delete old delivered messages (and dead letters)
-//	enqueue                          enqueue a message
-//	demo                             run the end-to-end demo
-//	bench                            run the library's benchmark scenarios
+//	migrate up|down|status|version   apply, roll back or inspect the schema, with the
+//	                                 same migrations and lock as outbox.Migrate
+//	list                             messages oldest first, filtered by status, lane and
+//	                                 target, paged by id
+//	get ID                           one message with its last error and payload
+//	stats                            per lane and target: pending, due, oldest due age,
+//	                                 claimed, expired leases, dead letters (--watch)
+//	redrive                          dead letters back to pending with fresh attempts,
+//	                                 by id or by lane, target and error text
+//	purge                            delete finished messages older than a duration,
+//	                                 in batches of 1000 (--dead-letters, --dry-run)
+//	enqueue                          enqueue a message by hand (payload from stdin)
+//	bench                            measure enqueue, burn-down and wake-up latency, with
+//	                                 the WAL each writes, on this server; leaves nothing
 //
-// Every command takes --database-url (default $DATABASE_URL); the commands
-// on messages take --scope and --json. Exit codes: 0 ok, 1 failure, 2 bad
-// input (flags, ids, JSON, durations, an unusable database URL or an
-// unreachable server), reported before anything is written.
+// The message commands take --scope (a tenant) and --json (for scripts; claim
+// tokens are never printed). Exit codes: 0 ok, 1 failure, 2 bad input (flags,
+// ids, JSON, durations, an unusable database URL or an unreachable server),
+// reported before anything is written.
+//
+// outboxctl starts no database server: the demo (go run ./examples/demo,
+// `make demo`) and the comparison with River and PgQ (`make bench`) are
+// programs of their own, so that this binary does not carry Testcontainers
+// and its container stack.
 package main
 
 import (
@@ -65,8 +76,7 @@ func commands() []command {
 		{"redrive", "send dead letters back to pending", runRedrive},
 		{"purge", "delete old delivered messages (and dead letters) in batches", runPurge},
 		{"enqueue", "enqueue a message (payload from --payload or stdin)", runEnqueue},
-		{"demo", "write orders and outbox messages, then deliver them with consumers", runDemo},
-		{"bench", "measure enqueue, burn-down and wake-up latency", runBench},
+		{"bench", "measure enqueue, burn-down and wake-up latency on this server", runBench},
 	}
 }
 

@@ -25,35 +25,6 @@ func runCLIStdin(t *testing.T, stdin string, args ...string) (code int, stdout, 
 	return code, out.String(), errOut.String()
 }
 
-func TestDemoRunsEndToEnd(t *testing.T) {
-	d := pgtest.NewEmptyDB(t, "template1")
-	code, out, errOut := runCLI(t, "demo", "--database-url", d.URL, "--orders", "8")
-	if code != 0 {
-		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
-	}
-	for _, want := range []string{
-		"schema migrated",
-		"rolled back",
-		"deduplicated=true",
-		"refused",
-		"claimed message 1 and crashed",
-		"delivered message 1 (order 1, attempt 2)",
-		"failed message 2 (order 2, attempt 1/3): 503 Service Unavailable -> requeued",
-		"dead letter: message 4 after 3 attempts",
-		"orders committed: 7, with 7 outbox messages; orders rolled back: 1, of which 0 rows and 0 messages remain",
-		"delivered: 6, dead letters: 1, pending: 0, claimed: 0",
-	} {
-		if !strings.Contains(out, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, out)
-		}
-	}
-	// A second run against the same database works and stays in its own scope.
-	if code, out, errOut := runCLI(t, "demo", "--database-url", d.URL, "--orders", "3"); code != 0 ||
-		!strings.Contains(out, "orders committed: 3, with 3 outbox messages") {
-		t.Fatalf("second run: exit %d\n%s\n%s", code, out, errOut)
-	}
-}
-
 func TestMigrateCommands(t *testing.T) {
 	d := pgtest.NewEmptyDB(t, "template1")
 	steps := []struct {
@@ -89,9 +60,9 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"migrate", "--database-url", "not a url ://", "up"},
 		{"migrate", "--database-url", "", "up"},
 		{"migrate", "--no-such-flag", "up"},
-		{"demo", "--orders", "0"},
-		{"demo", "--consumers", "1"},
-		{"demo", "extra"},
+		{"bench", "--scenarios", "enqueue"},
+		{"bench", "--database-url", "postgres://x@127.0.0.1:1/db", "--scenarios", "sideways"},
+		{"demo"},
 	} {
 		code, _, errOut := runCLI(t, args...)
 		if code != 2 || errOut == "" {

@@ -1,5 +1,5 @@
 // Package orders is the data layer of the demo service that pgoutbox's
-// examples and `outboxctl demo` use: a table of its own and sqlc-generated
+// examples and the demo (examples/demo) use: a table of its own and sqlc-generated
 // accessors, the way a service using pgoutbox already has them. Its Querier
 // shares a transaction with the outbox store.
 package orders

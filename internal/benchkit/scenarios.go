@@ -57,14 +57,22 @@ func (m NotifyMode) String() string {
 
 // Enqueue measures single-message enqueues, each in its own transaction
 // (as a service writes them beside its domain row), from clients
-// goroutines for d.
-func Enqueue(ctx context.Context, pool *pgxpool.Pool, clients int, mode NotifyMode, d time.Duration, progress io.Writer) (Result, error) {
-	store, err := scoped(pool, "bench-enqueue", mode.options()...)
+// goroutines for d, in a scope of its own (Result.Scope).
+func (h *Harness) Enqueue(ctx context.Context, clients int, mode NotifyMode, d time.Duration) (res Result, err error) {
+	pool := h.Pool
+	sc := NewScope("bench-enqueue")
+	// Even a failed run says where it wrote, so that callers can clean up.
+	defer func() { res.Scope = sc }()
+	store, err := scoped(pool, sc, mode.options()...)
+	if err != nil {
+		return Result{}, err
+	}
+	win, err := h.Begin(ctx, "pgoutbox_message")
 	if err != nil {
 		return Result{}, err
 	}
 	var n atomic.Int64
-	stop := Progress(progress, fmt.Sprintf("enqueue %d clients, %s", clients, mode), &n)
+	stop := Progress(h.Progress, fmt.Sprintf("enqueue %d clients, %s", clients, mode), &n)
 	defer stop()
 	runCtx, cancel := context.WithTimeout(ctx, d)
 	defer cancel()
@@ -93,8 +101,15 @@ func Enqueue(ctx context.Context, pool *pgxpool.Pool, clients int, mode NotifyMo
 	if firstErr != nil {
 		return Result{}, firstErr
 	}
+	ev, err := win.End(ctx)
+	if err != nil {
+		return Result{}, err
+	}
 	variant := fmt.Sprintf("%d clients, %s", clients, mode)
-	return Result{Scenario: "enqueue", Variant: variant, Messages: n.Load(), Elapsed: elapsed, PerSec: rate(n.Load(), elapsed)}, nil
+	return Result{
+		Scenario: "enqueue", Variant: variant, Scope: sc, Messages: n.Load(), Elapsed: elapsed, PerSec: Rate(n.Load(), elapsed),
+		Enqueued: n.Load(), EnqueueWAL: ev.WAL, Evidence: ev,
+	}, nil
 }
 
 func enqueueOne(ctx context.Context, pool *pgxpool.Pool, store *outbox.PostgresStore, p json.RawMessage) error {
@@ -125,23 +140,51 @@ func Fill(ctx context.Context, store *outbox.PostgresStore, total int) error {
 	return nil
 }
 
-// BurnDown enqueues total messages, then drains them with relays relays of
-// the given concurrency and a no-op handler, and reports messages per second
-// from the relays' start until every message is acked.
-func BurnDown(ctx context.Context, pool *pgxpool.Pool, total, relays, concurrency int, mode relay.Mode, progress io.Writer) (Result, error) {
-	store, err := scoped(pool, "bench-burndown", outbox.WithNotify(false))
+// BurnDown enqueues total messages (Fill, in a window of its own: the
+// result's EnqueueWAL), then drains them with relays relays of the given
+// concurrency and a no-op handler (the measured window), and reports
+// messages per second from the relays' start until every message is acked.
+// It runs in a scope of its own (Result.Scope).
+func (h *Harness) BurnDown(ctx context.Context, total, relays, concurrency int, mode relay.Mode) (res Result, err error) {
+	sc := NewScope("bench-burndown")
+	// Even a failed run says where it wrote, so that callers can clean up.
+	defer func() { res.Scope = sc }()
+	store, err := scoped(h.Pool, sc, outbox.WithNotify(false))
 	if err != nil {
 		return Result{}, err
 	}
-	fmt.Fprintf(progress, "  burn-down: enqueueing %d messages\n", total)
+	fmt.Fprintf(h.Progress, "  burn-down: enqueueing %d messages\n", total)
+	fill, err := h.Begin(ctx)
+	if err != nil {
+		return Result{}, err
+	}
 	if err := Fill(ctx, store, total); err != nil {
 		return Result{}, err
 	}
-	return Drain(ctx, store, total, relays, concurrency, mode, progress)
+	filled, err := fill.End(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	win, err := h.Begin(ctx, "pgoutbox_message")
+	if err != nil {
+		return Result{}, err
+	}
+	res, err = Drain(ctx, store, total, relays, concurrency, mode, h.Progress)
+	if err != nil {
+		return Result{}, err
+	}
+	ev, err := win.End(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Enqueued, res.EnqueueWAL = int64(total), filled.WAL
+	res.Delivered, res.DeliveryWAL, res.Evidence = int64(total), ev.WAL, ev
+	return res, nil
 }
 
 // Drain drains total messages already in store with relays relays of the
-// given concurrency and mode and a no-op handler.
+// given concurrency and mode and a no-op handler. It measures no window:
+// callers wrap it in one.
 func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, concurrency int, mode relay.Mode, progress io.Writer) (Result, error) {
 	var handled atomic.Int64
 	all := make(chan struct{})
@@ -191,15 +234,24 @@ func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, conc
 	}
 	return Result{
 		Scenario: "burn-down", Variant: variant,
-		Messages: int64(total), Elapsed: elapsed, PerSec: rate(int64(total), elapsed),
+		Messages: int64(total), Elapsed: elapsed, PerSec: Rate(int64(total), elapsed),
 	}, nil
 }
 
 // WakeUp measures commit-to-handler latency for an idle relay that gets one
 // message every interval: woken by NOTIFY (poll interval one minute) or
-// polling every pollInterval with NOTIFY off.
-func WakeUp(ctx context.Context, pool *pgxpool.Pool, notify bool, pollInterval time.Duration, count int, interval time.Duration, progress io.Writer) (Result, error) {
-	store, err := scoped(pool, "bench-wakeup", outbox.WithNotify(notify))
+// polling every pollInterval with NOTIFY off. It runs in a scope of its own
+// (Result.Scope), in one window.
+func (h *Harness) WakeUp(ctx context.Context, notify bool, pollInterval time.Duration, count int, interval time.Duration) (res Result, err error) {
+	pool := h.Pool
+	sc := NewScope("bench-wakeup")
+	// Even a failed run says where it wrote, so that callers can clean up.
+	defer func() { res.Scope = sc }()
+	store, err := scoped(pool, sc, outbox.WithNotify(notify))
+	if err != nil {
+		return Result{}, err
+	}
+	win, err := h.Begin(ctx, "pgoutbox_message")
 	if err != nil {
 		return Result{}, err
 	}
@@ -224,6 +276,7 @@ func WakeUp(ctx context.Context, pool *pgxpool.Pool, notify bool, pollInterval t
 		},
 	}
 	var wg sync.WaitGroup
+	stopRelay := func() { cancel(); wg.Wait() }
 	if notify {
 		n := relay.NewNotifier(pool, nil)
 		wg.Add(1)
@@ -242,14 +295,14 @@ func WakeUp(ctx context.Context, pool *pgxpool.Pool, notify bool, pollInterval t
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); _ = r.Run(runCtx) }()
-	defer func() { cancel(); wg.Wait() }()
+	defer stopRelay()
 	time.Sleep(200 * time.Millisecond) // let the relay go idle
 
 	label := "wake-up poll " + pollInterval.String()
 	if notify {
 		label = "wake-up notify"
 	}
-	stop := Progress(progress, label, &handled)
+	stop := Progress(h.Progress, label, &handled)
 	defer stop()
 	start := time.Now()
 	for i := range count {
@@ -274,15 +327,24 @@ func WakeUp(ctx context.Context, pool *pgxpool.Pool, notify bool, pollInterval t
 	}
 	elapsed := time.Since(start)
 	mu.Lock()
-	p50, p99 := percentiles(latencies)
+	p50, p99 := Percentiles(latencies)
 	n := len(latencies)
 	mu.Unlock()
 	if n < count {
 		return Result{}, fmt.Errorf("wake-up: %d of %d messages handled", n, count)
 	}
+	stop()
+	stopRelay()
+	ev, err := win.End(ctx)
+	if err != nil {
+		return Result{}, err
+	}
 	variant := "NOTIFY (poll every 1m)"
 	if !notify {
 		variant = "polling every " + pollInterval.String()
 	}
-	return Result{Scenario: "wake-up", Variant: variant, Messages: int64(n), Elapsed: elapsed, PerSec: rate(int64(n), elapsed), P50: p50, P99: p99}, nil
+	return Result{
+		Scenario: "wake-up", Variant: variant, Scope: sc, Messages: int64(n), Elapsed: elapsed, PerSec: Rate(int64(n), elapsed), P50: p50, P99: p99,
+		Enqueued: int64(count), Delivered: int64(n), EnqueueWAL: ev.WAL, DeliveryWAL: ev.WAL, Evidence: ev,
+	}, nil
 }

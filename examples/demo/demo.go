@@ -1,3 +1,19 @@
+// Command demo is pgoutbox's end-to-end demo, the one `make demo` runs: it
+// migrates the schema, places orders that each write an order row (the
+// service's own sqlc Querier, package examples/orders) and an outbox message
+// in one transaction, then runs consumers that claim, ack and nack them, and
+// prints what happened: a rolled-back checkout leaves no message, a retried
+// request is deduplicated, a webhook's 503 is retried, a refused address is
+// dead-lettered, and a crashed consumer's claim is taken over when its lease
+// expires.
+//
+//	go run ./examples/demo [--orders 16] [--consumers 3] [--database-url URL]
+//
+// Without a database URL ($DATABASE_URL or --database-url) it starts
+// PostgreSQL with Testcontainers (the image of $OUTBOX_TEST_POSTGRES_IMAGE;
+// `make demo` builds one when no registry can supply it). It is a program of
+// its own, not an outboxctl command, so that the operator's binary does not
+// carry the container stack.
 package main
 
 import (
@@ -6,12 +22,15 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 
 	"github.com/pgoutbox/pgoutbox/examples/orders"
@@ -48,18 +67,25 @@ func (d *demo) logf(format string, args ...any) {
 	fmt.Fprintf(d.out, "[%5.2fs] %s\n", time.Since(d.start).Seconds(), fmt.Sprintf(format, args...))
 }
 
-func runDemo(ctx context.Context, args []string, std stdio) error {
-	stdout, stderr := std.out, std.errOut
-	fs := newFlagSet("demo", "demo [flags]\n\n"+
-		"Migrates the schema, places orders that each write an order row and an outbox\n"+
-		"message in one transaction, then runs consumers that claim, ack and nack them,\n"+
-		"and prints what happened. Without a database URL it starts PostgreSQL in a\n"+
-		"container with Testcontainers (image $"+pgserver.ImageEnv+", default "+pgserver.DefaultImage+").", stderr)
-	url := databaseURLFlag(fs)
+func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: go run ./examples/demo [flags]\n\n"+
+			"Migrates the schema, places orders that each write an order row and an outbox\n"+
+			"message in one transaction, then runs consumers that claim, ack and nack them,\n"+
+			"and prints what happened. Without a database URL it starts PostgreSQL in a\n"+
+			"container with Testcontainers (image $"+pgserver.ImageEnv+", default "+pgserver.DefaultImage+").\n\n")
+		fs.PrintDefaults()
+	}
+	url := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL connection string (default $DATABASE_URL; empty: start a container)")
 	nOrders := fs.Int("orders", 16, "orders to place")
 	consumers := fs.Int("consumers", 3, "concurrent consumers")
-	if err := parse(fs, args); err != nil {
-		return err
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
 	}
 	if fs.NArg() > 0 {
 		return usagef("unexpected arguments %q", fs.Args())
@@ -90,7 +116,7 @@ func runDemo(ctx context.Context, args []string, std stdio) error {
 	d.pool = pool
 	d.logf("connected to %s", where(pool.Config().ConnConfig))
 
-	db := sqlDB(pool)
+	db := stdlib.OpenDBFromPool(pool)
 	err = outbox.Migrate(ctx, db)
 	_ = db.Close()
 	if err != nil {

@@ -1,0 +1,3 @@
+-- Start the next run at the beginning of a checkpoint cycle, so that no run
+-- pays for the WAL an earlier one wrote.
+CHECKPOINT;
