@@ -26,9 +26,13 @@ type PgoutboxMessage struct {
 	MaxAttempts  int32
 	ClaimedBy    *string
 	// fencing token of the current claim; ack, nack and lease extension must present it
-	ClaimToken     pgtype.UUID
-	LeaseExpiresAt *time.Time
-	LastError      *string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	ClaimToken           pgtype.UUID
+	LeaseExpiresAt       *time.Time
+	LastError            *string
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	OrderingKey          *string
+	OrderingKeyReleased  bool
+	Headers              json.RawMessage
+	RequestedAvailableAt *time.Time
 }

@@ -112,7 +112,7 @@ func (q *Queries) MessageAckMany(ctx context.Context, arg MessageAckManyParams) 
 }
 
 const messageClaim = `-- name: MessageClaim :many
-WITH clock AS (
+WITH RECURSIVE clock AS (
     SELECT coalesce($1::timestamptz, statement_timestamp()) AS now,
            coalesce($1::timestamptz, statement_timestamp())
                + $2::bigint * interval '1 microsecond' AS lease_until
@@ -144,6 +144,7 @@ due AS (
       AND m.lane = $6::text
       AND m.target = $7::text
       AND m.status = 'pending'
+      AND m.ordering_key IS NULL
       AND m.available_at <= (SELECT k.now FROM clock k)
       -- The claimer's cursor: the last (available_at, id) it took from a
       -- backlog. Claimed rows leave dead entries at the head of the due
@@ -154,12 +155,91 @@ due AS (
     LIMIT $8::integer
     FOR UPDATE SKIP LOCKED
 ),
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = $5::text
+       AND m.lane = $6::text
+       AND m.target = $7::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key > $11::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_after h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = $5::text
+          AND m.lane = $6::text
+          AND m.target = $7::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = $5::text
+       AND m.lane = $6::text
+       AND m.target = $7::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key <= $11::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_before h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = $5::text
+          AND m.lane = $6::text
+          AND m.target = $7::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+          AND m.ordering_key <= $11::text
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+claimable_heads AS (
+    SELECT c.id
+    FROM (
+        (SELECT h.id FROM heads_after h
+         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+         LIMIT $8::integer)
+        UNION ALL
+        (SELECT h.id FROM heads_before h
+         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+         LIMIT $8::integer)
+    ) c
+    LIMIT $8::integer
+),
+keyed AS (
+    SELECT m.id AS candidate_id,
+           m.available_at AS candidate_available_at
+    FROM pgoutbox_message m
+    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
+      -- Rechecked on the row's latest version once it is locked.
+      AND m.status = 'pending'
+    FOR UPDATE SKIP LOCKED
+),
 picked AS (
     SELECT c.candidate_id
     FROM (
         SELECT e.candidate_id, e.candidate_available_at FROM expired e WHERE NOT e.exhausted
         UNION ALL
         SELECT d.candidate_id, d.candidate_available_at FROM due d
+        UNION ALL
+        SELECT y.candidate_id, y.candidate_available_at FROM keyed y
     ) c
     ORDER BY c.candidate_available_at, c.candidate_id
     LIMIT $8::integer
@@ -171,13 +251,15 @@ dead_lettered AS (
         claimed_by = NULL,
         claim_token = NULL,
         lease_expires_at = NULL,
+        ordering_key_released = $12::boolean AND m.ordering_key IS NOT NULL,
         updated_at = k.now
     FROM expired e, clock k
     WHERE m.id = e.candidate_id
       AND e.exhausted
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
-              m.last_error, m.created_at, m.updated_at
+              m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
+              m.headers, m.requested_available_at
 ),
 acked AS (
     UPDATE pgoutbox_message m
@@ -195,13 +277,14 @@ acked AS (
     -- which of its receipts held.
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, a.token::uuid AS claim_token, m.lease_expires_at,
-              m.last_error, m.created_at, m.updated_at
+              m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
+              m.headers, m.requested_available_at
 ),
 claimed AS (
     UPDATE pgoutbox_message m
     SET status = 'claimed',
         attempt_count = m.attempt_count + 1,
-        claimed_by = $11::text,
+        claimed_by = $13::text,
         claim_token = gen_random_uuid(),
         lease_expires_at = k.lease_until,
         updated_at = k.now
@@ -209,21 +292,25 @@ claimed AS (
     WHERE m.id = p.candidate_id
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
-              m.last_error, m.created_at, m.updated_at
+              m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
+              m.headers, m.requested_available_at
 )
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
-       last_error, created_at, updated_at
+       last_error, created_at, updated_at, ordering_key, ordering_key_released,
+       headers, requested_available_at
 FROM claimed
 UNION ALL
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
-       last_error, created_at, updated_at
+       last_error, created_at, updated_at, ordering_key, ordering_key_released,
+       headers, requested_available_at
 FROM dead_lettered
 UNION ALL
 SELECT id, scope, lane, target, 'null'::jsonb, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
-       last_error, created_at, updated_at
+       last_error, created_at, updated_at, ordering_key, ordering_key_released,
+       NULL::jsonb, requested_available_at
 FROM acked
 ORDER BY status, available_at, id
 `
@@ -239,40 +326,61 @@ type MessageClaimParams struct {
 	Max              int32
 	AfterAvailableAt time.Time
 	AfterID          int64
+	AfterKey         string
+	ReleaseKeys      bool
 	ConsumerID       string
 }
 
 type MessageClaimRow struct {
-	ID             int64
-	Scope          string
-	Lane           string
-	Target         string
-	Payload        json.RawMessage
-	DedupeKey      *string
-	Status         string
-	AvailableAt    time.Time
-	AttemptCount   int32
-	MaxAttempts    int32
-	ClaimedBy      *string
-	ClaimToken     pgtype.UUID
-	LeaseExpiresAt *time.Time
-	LastError      *string
-	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	ID                   int64
+	Scope                string
+	Lane                 string
+	Target               string
+	Payload              json.RawMessage
+	DedupeKey            *string
+	Status               string
+	AvailableAt          time.Time
+	AttemptCount         int32
+	MaxAttempts          int32
+	ClaimedBy            *string
+	ClaimToken           pgtype.UUID
+	LeaseExpiresAt       *time.Time
+	LastError            *string
+	CreatedAt            time.Time
+	UpdatedAt            time.Time
+	OrderingKey          *string
+	OrderingKeyReleased  bool
+	Headers              json.RawMessage
+	RequestedAvailableAt *time.Time
 }
 
 // Claims up to @max messages of one (scope, lane, target) in one statement.
 //
-// Candidates come from two index range scans, each locking with SKIP LOCKED so
-// that concurrent claimers pass over each other's rows instead of queueing:
+// Candidates come from three places, each locking with SKIP LOCKED so that
+// concurrent claimers pass over each other's rows instead of queueing:
 //
-//	expired: claimed rows whose lease ran out (their consumer died or stalled);
-//	due:     pending rows whose time has come.
+//	expired: claimed rows whose lease ran out (their consumer died or
+//	         stalled), keyed or not: an expired head is handed out again;
+//	due:     pending unkeyed rows whose time has come, oldest first;
+//	keyed:   the head of each ordering key, when it is pending and due.
 //
-// Both are ordered by (available_at, id) and merged, so the oldest work goes
-// first whichever state it is in. An expired row that has used all its
-// attempts is a poison message: it is dead-lettered here, in the same
-// statement, and never handed out again.
+// Expired and due are ordered by (available_at, id); all three are merged
+// and the oldest @max taken. An expired row that has used all its attempts
+// is a poison message: it is dead-lettered here, in the same statement, and
+// never handed out again (a keyed one keeps holding its key as a dead letter
+// unless @release_keys).
+//
+// The head of an ordering key is its lowest-id message that still holds the
+// key: pending, claimed, or a dead letter not released. So at most one
+// message of a key is claimed at a time, in enqueue (id) order, and a nacked
+// head (pending again, maybe not yet due), a claimed head or a dead head
+// blocks only its own key. Heads are found by a loose index scan of
+// pgoutbox_message_key_idx (key, then id): each step reads the first entry
+// of the next key, never the messages queued behind a head, so a claim costs
+// the keys it visits, not the depth of any key. The walk starts after
+// @after_key (the claimer's last key: keys are served round robin, so a hot
+// key cannot starve the others) and wraps around; it stops once it has found
+// @max claimable heads, or has visited every key.
 //
 // Each branch may lock up to @max rows; rows locked but not picked stay
 // unchanged and are released when the statement's transaction ends. In the
@@ -285,18 +393,22 @@ type MessageClaimRow struct {
 // one statement cannot both update a row (only one update would survive),
 // and a holder whose lease ran out may still ack while nobody has claimed
 // the message since. The ack rows are locked in id order (an index scan of
-// id = ANY). The claim
-// branches almost never wait, but SKIP LOCKED does not promise it: when a
-// candidate's updater commits at the instant the claim locks it, PostgreSQL
-// follows the row's update chain and waits for the next version's locker,
-// which can close a cycle with another claimer. The loser gets a deadlock
-// error with nothing done; the store runs the statement again.
+// id = ANY). The claim branches almost never wait, but SKIP LOCKED does not
+// promise it: when a candidate's updater commits at the instant the claim
+// locks it, PostgreSQL follows the row's update chain and waits for the next
+// version's locker, which can close a cycle with another claimer. The loser
+// gets a deadlock error with nothing done; the store runs the statement
+// again.
 //
 // The clock is read once, in a CTE, so every row of one claim carries the same
 // timestamps. The result holds the claimed rows (status 'claimed'), then the
 // rows dead-lettered on the way (status 'dead_letter'), then the acked rows
 // (status 'delivered').
-// The claimer knows its acked messages: spare it their payloads.
+// Heads of the keys after @after_key, in key order.
+// Then, wrapping around, the heads of the keys up to @after_key.
+// The walk is read lazily: the second half runs only when the first found
+// fewer than @max claimable heads.
+// The claimer knows its acked messages: spare it their payloads and headers.
 func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]MessageClaimRow, error) {
 	rows, err := q.db.Query(ctx, messageClaim,
 		arg.Now,
@@ -309,6 +421,8 @@ func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]M
 		arg.Max,
 		arg.AfterAvailableAt,
 		arg.AfterID,
+		arg.AfterKey,
+		arg.ReleaseKeys,
 		arg.ConsumerID,
 	)
 	if err != nil {
@@ -335,6 +449,10 @@ func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]M
 			&i.LastError,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.OrderingKey,
+			&i.OrderingKeyReleased,
+			&i.Headers,
+			&i.RequestedAvailableAt,
 		); err != nil {
 			return nil, err
 		}
@@ -353,26 +471,30 @@ SET status = 'dead_letter',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce($2::timestamptz, statement_timestamp())
-WHERE id = $3::bigint
-  AND scope = $4::text
+    ordering_key_released = $2::boolean AND ordering_key IS NOT NULL,
+    updated_at = coalesce($3::timestamptz, statement_timestamp())
+WHERE id = $4::bigint
+  AND scope = $5::text
   AND status = 'claimed'
-  AND claim_token = $5::uuid
+  AND claim_token = $6::uuid
 `
 
 type MessageDeadLetterParams struct {
-	LastError  string
-	Now        *time.Time
-	ID         int64
-	Scope      string
-	ClaimToken pgtype.UUID
+	LastError   string
+	ReleaseKeys bool
+	Now         *time.Time
+	ID          int64
+	Scope       string
+	ClaimToken  pgtype.UUID
 }
 
 // A permanent failure: the holder dead-letters the message at once, whatever
-// attempts it has left. Fenced like MessageAck.
+// attempts it has left. Fenced like MessageAck. A keyed dead letter keeps
+// holding its key (order is never broken silently) unless @release_keys.
 func (q *Queries) MessageDeadLetter(ctx context.Context, arg MessageDeadLetterParams) (int64, error) {
 	result, err := q.db.Exec(ctx, messageDeadLetter,
 		arg.LastError,
+		arg.ReleaseKeys,
 		arg.Now,
 		arg.ID,
 		arg.Scope,
@@ -465,9 +587,12 @@ SET status = CASE
         WHEN ($1::boolean[])[array_position($2::bigint[], m.id)] THEN m.last_error
         ELSE ($6::text[])[array_position($2::bigint[], m.id)]
     END,
+    ordering_key_released = $7::boolean AND m.ordering_key IS NOT NULL
+        AND NOT ($1::boolean[])[array_position($2::bigint[], m.id)]
+        AND (($3::boolean[])[array_position($2::bigint[], m.id)] OR m.attempt_count + 1 >= m.max_attempts),
     updated_at = coalesce($4::timestamptz, statement_timestamp())
 WHERE m.id = ANY($2::bigint[])
-  AND m.scope = $7::text
+  AND m.scope = $8::text
 RETURNING m.id, m.status
 `
 
@@ -478,6 +603,7 @@ type MessageFinishLockedParams struct {
 	Now              *time.Time
 	RetryAfterMicros []int64
 	Reasons          []string
+	ReleaseKeys      bool
 	Scope            string
 }
 
@@ -499,6 +625,7 @@ func (q *Queries) MessageFinishLocked(ctx context.Context, arg MessageFinishLock
 		arg.Now,
 		arg.RetryAfterMicros,
 		arg.Reasons,
+		arg.ReleaseKeys,
 		arg.Scope,
 	)
 	if err != nil {
@@ -520,7 +647,7 @@ func (q *Queries) MessageFinishLocked(ctx context.Context, arg MessageFinishLock
 }
 
 const messageGet = `-- name: MessageGet :one
-SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
 FROM pgoutbox_message
 WHERE id = $1::bigint
   AND scope = $2::text
@@ -551,12 +678,16 @@ func (q *Queries) MessageGet(ctx context.Context, arg MessageGetParams) (Pgoutbo
 		&i.LastError,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OrderingKey,
+		&i.OrderingKeyReleased,
+		&i.Headers,
+		&i.RequestedAvailableAt,
 	)
 	return i, err
 }
 
 const messageGetByDedupeKey = `-- name: MessageGetByDedupeKey :one
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, (payload = $1::jsonb)::boolean AS payload_matches
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at, (payload = $1::jsonb)::boolean AS payload_matches
 FROM pgoutbox_message
 WHERE scope = $2::text
   AND lane = $3::text
@@ -606,13 +737,17 @@ func (q *Queries) MessageGetByDedupeKey(ctx context.Context, arg MessageGetByDed
 		&i.PgoutboxMessage.LastError,
 		&i.PgoutboxMessage.CreatedAt,
 		&i.PgoutboxMessage.UpdatedAt,
+		&i.PgoutboxMessage.OrderingKey,
+		&i.PgoutboxMessage.OrderingKeyReleased,
+		&i.PgoutboxMessage.Headers,
+		&i.PgoutboxMessage.RequestedAvailableAt,
 		&i.PayloadMatches,
 	)
 	return i, err
 }
 
 const messageGetByDedupeKeys = `-- name: MessageGetByDedupeKeys :many
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at,
        (pgoutbox_message.payload = k.payload)::boolean AS payload_matches,
        k.ordinal::bigint AS ordinal
 FROM (
@@ -678,6 +813,10 @@ func (q *Queries) MessageGetByDedupeKeys(ctx context.Context, arg MessageGetByDe
 			&i.PgoutboxMessage.LastError,
 			&i.PgoutboxMessage.CreatedAt,
 			&i.PgoutboxMessage.UpdatedAt,
+			&i.PgoutboxMessage.OrderingKey,
+			&i.PgoutboxMessage.OrderingKeyReleased,
+			&i.PgoutboxMessage.Headers,
+			&i.PgoutboxMessage.RequestedAvailableAt,
 			&i.PayloadMatches,
 			&i.Ordinal,
 		); err != nil {
@@ -692,22 +831,31 @@ func (q *Queries) MessageGetByDedupeKeys(ctx context.Context, arg MessageGetByDe
 }
 
 const messageInsert = `-- name: MessageInsert :one
-WITH inserted AS (
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest($3::bigint[]) AS k(lock_id)
+),
+inserted AS (
     INSERT INTO pgoutbox_message (
-        scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
-    ) VALUES (
-        $3::text,
-        $4::text,
-        $5::text,
-        $6::jsonb,
-        coalesce($7::timestamptz, $8::timestamptz, statement_timestamp()),
-        $9::integer,
-        coalesce($8::timestamptz, statement_timestamp()),
-        coalesce($8::timestamptz, statement_timestamp())
+        scope, lane, target, payload, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
     )
-    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+    SELECT $4::text,
+           $5::text,
+           $6::text,
+           $7::jsonb,
+           $8::text,
+           $9::jsonb,
+           coalesce($10::timestamptz, $11::timestamptz, statement_timestamp()),
+           $10::timestamptz,
+           $12::integer,
+           coalesce($11::timestamptz, statement_timestamp()),
+           coalesce($11::timestamptz, statement_timestamp())
+    FROM locked l
+    WHERE l.n >= 0
+    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
 )
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at,
        CASE WHEN $1::text <> ''
             THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
@@ -718,10 +866,13 @@ FROM inserted AS pgoutbox_message
 type MessageInsertParams struct {
 	NotifyPayload string
 	NotifyChannel string
+	LockIDs       []int64
 	Scope         string
 	Lane          string
 	Target        string
 	Payload       json.RawMessage
+	OrderingKey   *string
+	Headers       json.RawMessage
 	AvailableAt   *time.Time
 	Now           *time.Time
 	MaxAttempts   int32
@@ -734,6 +885,15 @@ type MessageInsertRow struct {
 
 // Enqueue without a dedupe key: a plain insert, nothing can conflict.
 //
+// A keyed message (@ordering_key set) is inserted under a transaction-scoped
+// advisory lock on its key (@lock_ids, see internal/keylock), taken before
+// its id is drawn: a second producer of the key waits until the first
+// commits or rolls back, so within a key ids are drawn in commit order and a
+// claim never sees a later message of a key while an earlier one may still
+// commit. The lock CTE is scanned before the row is formed (the identity
+// default is evaluated above it), so the lock is held before the id exists.
+// Unkeyed messages pass no lock ids and take no lock.
+//
 // With a @notify_payload the statement also signals relays LISTENing on
 // @notify_channel (the store decides when to notify and what the payload
 // says; see internal/wakeup). Postgres delivers the notification at commit,
@@ -743,10 +903,13 @@ func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (M
 	row := q.db.QueryRow(ctx, messageInsert,
 		arg.NotifyPayload,
 		arg.NotifyChannel,
+		arg.LockIDs,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
 		arg.Payload,
+		arg.OrderingKey,
+		arg.Headers,
 		arg.AvailableAt,
 		arg.Now,
 		arg.MaxAttempts,
@@ -769,30 +932,43 @@ func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (M
 		&i.PgoutboxMessage.LastError,
 		&i.PgoutboxMessage.CreatedAt,
 		&i.PgoutboxMessage.UpdatedAt,
+		&i.PgoutboxMessage.OrderingKey,
+		&i.PgoutboxMessage.OrderingKeyReleased,
+		&i.PgoutboxMessage.Headers,
+		&i.PgoutboxMessage.RequestedAvailableAt,
 		&i.Notified,
 	)
 	return i, err
 }
 
 const messageInsertDeduplicated = `-- name: MessageInsertDeduplicated :one
-WITH inserted AS (
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest($3::bigint[]) AS k(lock_id)
+),
+inserted AS (
     INSERT INTO pgoutbox_message (
-        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
-    ) VALUES (
-        $3::text,
-        $4::text,
-        $5::text,
-        $6::jsonb,
-        $7::text,
-        coalesce($8::timestamptz, $9::timestamptz, statement_timestamp()),
-        $10::integer,
-        coalesce($9::timestamptz, statement_timestamp()),
-        coalesce($9::timestamptz, statement_timestamp())
+        scope, lane, target, payload, dedupe_key, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
     )
+    SELECT $4::text,
+           $5::text,
+           $6::text,
+           $7::jsonb,
+           $8::text,
+           $9::text,
+           $10::jsonb,
+           coalesce($11::timestamptz, $12::timestamptz, statement_timestamp()),
+           $11::timestamptz,
+           $13::integer,
+           coalesce($12::timestamptz, statement_timestamp()),
+           coalesce($12::timestamptz, statement_timestamp())
+    FROM locked l
+    WHERE l.n >= 0
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
 )
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at,
        CASE WHEN $1::text <> ''
             THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
@@ -803,11 +979,14 @@ FROM inserted AS pgoutbox_message
 type MessageInsertDeduplicatedParams struct {
 	NotifyPayload string
 	NotifyChannel string
+	LockIDs       []int64
 	Scope         string
 	Lane          string
 	Target        string
 	Payload       json.RawMessage
 	DedupeKey     string
+	OrderingKey   *string
+	Headers       json.RawMessage
 	AvailableAt   *time.Time
 	Now           *time.Time
 	MaxAttempts   int32
@@ -824,16 +1003,20 @@ type MessageInsertDeduplicatedRow struct {
 // key is taken (and nothing is notified); the caller then reads the holder
 // with MessageGetByDedupeKey. A concurrent insert of the same key waits here
 // for the other transaction and then either inserts (the other rolled back)
-// or returns nothing.
+// or returns nothing. Keyed messages lock their ordering key first, as in
+// MessageInsert; a deduplicated enqueue adds nothing to the key.
 func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (MessageInsertDeduplicatedRow, error) {
 	row := q.db.QueryRow(ctx, messageInsertDeduplicated,
 		arg.NotifyPayload,
 		arg.NotifyChannel,
+		arg.LockIDs,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
 		arg.Payload,
 		arg.DedupeKey,
+		arg.OrderingKey,
+		arg.Headers,
 		arg.AvailableAt,
 		arg.Now,
 		arg.MaxAttempts,
@@ -856,6 +1039,10 @@ func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInse
 		&i.PgoutboxMessage.LastError,
 		&i.PgoutboxMessage.CreatedAt,
 		&i.PgoutboxMessage.UpdatedAt,
+		&i.PgoutboxMessage.OrderingKey,
+		&i.PgoutboxMessage.OrderingKeyReleased,
+		&i.PgoutboxMessage.Headers,
+		&i.PgoutboxMessage.RequestedAvailableAt,
 		&i.Notified,
 	)
 	return i, err
@@ -868,16 +1055,20 @@ WITH locked AS (
 ),
 inserted AS (
     INSERT INTO pgoutbox_message (
-        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
+        scope, lane, target, payload, dedupe_key, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
     )
     SELECT $4::text,
            d.lane,
            d.target,
            d.payload,
            nullif(d.dedupe_key, ''),
+           nullif(d.ordering_key, ''),
+           d.headers,
            CASE WHEN d.has_available_at THEN d.available_at
                 ELSE coalesce($5::timestamptz, statement_timestamp())
            END,
+           CASE WHEN d.has_available_at THEN d.available_at END,
            d.max_attempts,
            coalesce($5::timestamptz, statement_timestamp()),
            coalesce($5::timestamptz, statement_timestamp())
@@ -887,18 +1078,20 @@ inserted AS (
                unnest($7::text[]) AS target,
                unnest($8::jsonb[]) AS payload,
                unnest($9::text[]) AS dedupe_key,
-               unnest($10::timestamptz[]) AS available_at,
-               unnest($11::boolean[]) AS has_available_at,
-               unnest($12::integer[]) AS max_attempts,
+               unnest($10::text[]) AS ordering_key,
+               unnest($11::jsonb[]) AS headers,
+               unnest($12::timestamptz[]) AS available_at,
+               unnest($13::boolean[]) AS has_available_at,
+               unnest($14::integer[]) AS max_attempts,
                generate_subscripts($6::text[], 1) AS ordinal
     ) d
     CROSS JOIN locked l
     WHERE l.n >= 0
     ORDER BY d.ordinal
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
 )
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at,
+SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at,
        n.notified::bigint AS notified
 FROM inserted AS pgoutbox_message
 CROSS JOIN (
@@ -919,6 +1112,8 @@ type MessageInsertManyParams struct {
 	Targets        []string
 	Payloads       []json.RawMessage
 	DedupeKeys     []string
+	OrderingKeys   []string
+	Headers        []json.RawMessage
 	AvailableAts   []time.Time
 	HasAvailableAt []bool
 	MaxAttempts    []int32
@@ -932,18 +1127,19 @@ type MessageInsertManyRow struct {
 // Enqueue a batch in one statement: one array per column, unnested in input
 // order. Rows are inserted, and their ids drawn, in @ordinal order, so the
 // rows that come back sorted by id line up with the drafts that were
-// inserted. ” in @dedupe_keys means no key; @has_available_at false means
-// now. Keys already taken (or repeated in the batch) insert nothing; the
-// caller reads their holders with MessageGetByDedupeKeys.
+// inserted. ” in @dedupe_keys and @ordering_keys means no key, a NULL in
+// @headers none; @has_available_at false means now. Keys already taken (or
+// repeated in the batch) insert nothing; the caller reads their holders with
+// MessageGetByDedupeKeys.
 //
 // Before inserting, the statement takes transaction-scoped advisory locks on
-// @lock_ids (the batch's keys, ascending: see internal/keylock). Two batches
-// that share dedupe keys in another order would otherwise each insert some
-// keys and wait on the other's uncommitted rows for the rest: a deadlock.
-// Taken in one global order, the second batch waits for the first to commit
-// before inserting anything, then finds its keys held. The CTE is scanned
-// before the first row is formed, so every lock is held before any id is
-// drawn.
+// @lock_ids: the batch's ordering keys (see MessageInsert) and dedupe keys,
+// ascending (see internal/keylock). Two batches that share dedupe keys in
+// another order would otherwise each insert some keys and wait on the
+// other's uncommitted rows for the rest: a deadlock. Taken in one global
+// order, the second batch waits for the first to commit before inserting
+// anything, then finds its keys held. The CTE is scanned before the first
+// row is formed, so every lock is held before any id is drawn.
 // One notification per payload the caller passed (one per distinct scope,
 // lane and target it wants to wake), sent once, and only when the statement
 // inserted something: a fully deduplicated batch notifies nobody.
@@ -958,6 +1154,8 @@ func (q *Queries) MessageInsertMany(ctx context.Context, arg MessageInsertManyPa
 		arg.Targets,
 		arg.Payloads,
 		arg.DedupeKeys,
+		arg.OrderingKeys,
+		arg.Headers,
 		arg.AvailableAts,
 		arg.HasAvailableAt,
 		arg.MaxAttempts,
@@ -986,6 +1184,10 @@ func (q *Queries) MessageInsertMany(ctx context.Context, arg MessageInsertManyPa
 			&i.PgoutboxMessage.LastError,
 			&i.PgoutboxMessage.CreatedAt,
 			&i.PgoutboxMessage.UpdatedAt,
+			&i.PgoutboxMessage.OrderingKey,
+			&i.PgoutboxMessage.OrderingKeyReleased,
+			&i.PgoutboxMessage.Headers,
+			&i.PgoutboxMessage.RequestedAvailableAt,
 			&i.Notified,
 		); err != nil {
 			return nil, err
@@ -999,35 +1201,38 @@ func (q *Queries) MessageInsertMany(ctx context.Context, arg MessageInsertManyPa
 }
 
 const messageList = `-- name: MessageList :many
-SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
 FROM pgoutbox_message
 WHERE scope = $1::text
   AND ($2::text IS NULL OR status = $2::text)
   AND ($3::text IS NULL OR lane = $3::text)
   AND ($4::text IS NULL OR target = $4::text)
-  AND id > $5::bigint
+  AND ($5::text IS NULL OR ordering_key = $5::text)
+  AND id > $6::bigint
 ORDER BY id
-LIMIT $6::integer
+LIMIT $7::integer
 `
 
 type MessageListParams struct {
-	Scope   string
-	Status  *string
-	Lane    *string
-	Target  *string
-	AfterID int64
-	Max     int32
+	Scope       string
+	Status      *string
+	Lane        *string
+	Target      *string
+	OrderingKey *string
+	AfterID     int64
+	Max         int32
 }
 
-// Operator listing: optional status, lane and target filters, keyset
-// pagination by id (pass the last id of the previous page; 0 for the first),
-// oldest first. The caller caps @max.
+// Operator listing: optional status, lane, target and ordering key filters,
+// keyset pagination by id (pass the last id of the previous page; 0 for the
+// first), oldest first. The caller caps @max.
 func (q *Queries) MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error) {
 	rows, err := q.db.Query(ctx, messageList,
 		arg.Scope,
 		arg.Status,
 		arg.Lane,
 		arg.Target,
+		arg.OrderingKey,
 		arg.AfterID,
 		arg.Max,
 	)
@@ -1055,6 +1260,10 @@ func (q *Queries) MessageList(ctx context.Context, arg MessageListParams) ([]Pgo
 			&i.LastError,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.OrderingKey,
+			&i.OrderingKeyReleased,
+			&i.Headers,
+			&i.RequestedAvailableAt,
 		); err != nil {
 			return nil, err
 		}
@@ -1067,48 +1276,145 @@ func (q *Queries) MessageList(ctx context.Context, arg MessageListParams) ([]Pgo
 }
 
 const messageLockDue = `-- name: MessageLockDue :many
-SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+WITH RECURSIVE
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = $1::text
+       AND m.lane = $2::text
+       AND m.target = $3::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key > $4::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_after h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = $1::text
+          AND m.lane = $2::text
+          AND m.target = $3::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = $1::text
+       AND m.lane = $2::text
+       AND m.target = $3::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key <= $4::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_before h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = $1::text
+          AND m.lane = $2::text
+          AND m.target = $3::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+          AND m.ordering_key <= $4::text
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+claimable_heads AS (
+    SELECT c.id
+    FROM (
+        (SELECT h.id FROM heads_after h
+         WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
+         LIMIT $6::integer)
+        UNION ALL
+        (SELECT h.id FROM heads_before h
+         WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
+         LIMIT $6::integer)
+    ) c
+    LIMIT $6::integer
+),
+keyed AS (
+    SELECT m.id
+    FROM pgoutbox_message m
+    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
+      AND m.status = 'pending'
+      -- SKIP LOCKED does not skip rows this transaction already locked: a
+      -- second lock in the same batch names the first one's rows.
+      AND m.id <> ALL($7::bigint[])
+    FOR UPDATE SKIP LOCKED
+),
+unkeyed AS (
+    SELECT m.id
+    FROM pgoutbox_message m
+    WHERE m.scope = $1::text
+      AND m.lane = $2::text
+      AND m.target = $3::text
+      AND m.status = 'pending'
+      AND m.ordering_key IS NULL
+      AND m.available_at <= coalesce($5::timestamptz, statement_timestamp())
+      AND (m.available_at, m.id) > ($8::timestamptz, $9::bigint)
+      AND m.id <> ALL($7::bigint[])
+    ORDER BY m.available_at, m.id
+    LIMIT greatest($6::integer - (SELECT count(y.id) FROM keyed y), 0)
+    FOR UPDATE SKIP LOCKED
+)
+SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
 FROM pgoutbox_message m
-WHERE m.scope = $1::text
-  AND m.lane = $2::text
-  AND m.target = $3::text
-  AND m.status = 'pending'
-  AND m.available_at <= coalesce($4::timestamptz, statement_timestamp())
-  AND (m.available_at, m.id) > ($5::timestamptz, $6::bigint)
-  -- SKIP LOCKED does not skip rows this transaction already locked: a
-  -- second lock in the same batch names the first one's rows.
-  AND m.id <> ALL($7::bigint[])
+WHERE m.id IN (SELECT y.id FROM keyed y UNION ALL SELECT u.id FROM unkeyed u)
 ORDER BY m.available_at, m.id
-LIMIT $8::integer
-FOR UPDATE SKIP LOCKED
 `
 
 type MessageLockDueParams struct {
 	Scope            string
 	Lane             string
 	Target           string
+	AfterKey         string
 	Now              *time.Time
+	Max              int32
+	LockedIDs        []int64
 	AfterAvailableAt time.Time
 	AfterID          int64
-	LockedIDs        []int64
-	Max              int32
 }
 
 // Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
-// pending messages, oldest first, in the caller's transaction, and writes
-// nothing. The batch's outcome is written by MessageFinishLocked in the same
+// pending messages in the caller's transaction, and writes nothing. The
+// batch's outcome is written by MessageFinishLocked in the same
 // transaction: one row version per message instead of two, and one commit
 // per batch.
+//
+// Keyed messages are taken as in MessageClaim: only the head of each key,
+// found by the same walk, and a head locked by another batch holds its key
+// (it is still pending, and the walk sees it as the head). Heads come first;
+// unkeyed messages, oldest first, fill the rest of the batch. Locks are
+// never taken beyond @max: a locked row that the batch did not return would
+// stay locked, and undelivered, until the batch ends.
+// Heads of the keys after @after_key, in key order.
+// Then, wrapping around, the heads of the keys up to @after_key.
+// The walk is read lazily: the second half runs only when the first found
+// fewer than @max claimable heads.
 func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]PgoutboxMessage, error) {
 	rows, err := q.db.Query(ctx, messageLockDue,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
+		arg.AfterKey,
 		arg.Now,
+		arg.Max,
+		arg.LockedIDs,
 		arg.AfterAvailableAt,
 		arg.AfterID,
-		arg.LockedIDs,
-		arg.Max,
 	)
 	if err != nil {
 		return nil, err
@@ -1134,6 +1440,10 @@ func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) 
 			&i.LastError,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.OrderingKey,
+			&i.OrderingKeyReleased,
+			&i.Headers,
+			&i.RequestedAvailableAt,
 		); err != nil {
 			return nil, err
 		}
@@ -1148,27 +1458,29 @@ func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) 
 const messageNack = `-- name: MessageNack :one
 UPDATE pgoutbox_message
 SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pending' END,
+    ordering_key_released = attempt_count >= max_attempts AND $1::boolean AND ordering_key IS NOT NULL,
     available_at = CASE
         WHEN attempt_count >= max_attempts THEN available_at
         ELSE coalesce(
-            $1::timestamptz,
-            coalesce($2::timestamptz, statement_timestamp())
-                + coalesce($3::bigint, 0) * interval '1 microsecond'
+            $2::timestamptz,
+            coalesce($3::timestamptz, statement_timestamp())
+                + coalesce($4::bigint, 0) * interval '1 microsecond'
         )
     END,
-    last_error = $4::text,
+    last_error = $5::text,
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
-    updated_at = coalesce($2::timestamptz, statement_timestamp())
-WHERE id = $5::bigint
-  AND scope = $6::text
+    updated_at = coalesce($3::timestamptz, statement_timestamp())
+WHERE id = $6::bigint
+  AND scope = $7::text
   AND status = 'claimed'
-  AND claim_token = $7::uuid
+  AND claim_token = $8::uuid
 RETURNING status
 `
 
 type MessageNackParams struct {
+	ReleaseKeys      bool
 	RetryAt          *time.Time
 	Now              *time.Time
 	RetryAfterMicros *int64
@@ -1182,9 +1494,12 @@ type MessageNackParams struct {
 // @retry_at, or @retry_after_micros after now (both NULL: now); one without
 // goes to dead_letter, keeping its available_at as a record of when it was
 // last due. A delay measured from the database's clock keeps backoff right
-// on hosts whose clocks are off. No row back means the claim was lost.
+// on hosts whose clocks are off. No row back means the claim was lost. A
+// keyed message stays the head of its key: pending until its retry time, or
+// a dead letter that holds the key unless @release_keys.
 func (q *Queries) MessageNack(ctx context.Context, arg MessageNackParams) (string, error) {
 	row := q.db.QueryRow(ctx, messageNack,
+		arg.ReleaseKeys,
 		arg.RetryAt,
 		arg.Now,
 		arg.RetryAfterMicros,
@@ -1208,6 +1523,7 @@ WHERE m.scope = $1::text
   AND m.lane = $2::text
   AND m.target = $3::text
   AND m.status = 'pending'
+  AND m.ordering_key IS NULL
   AND m.available_at > k.now
 ORDER BY m.available_at
 LIMIT 1
@@ -1224,8 +1540,10 @@ type MessageNextDueParams struct {
 // message of one (scope, lane, target) that is not yet due becomes due. An
 // idle relay sleeps until then instead of until its next poll: a NOTIFY
 // fires at commit, before a delayed message is due, and nothing else would
-// wake the relay at its due time. One probe of the due index; no row when
-// nothing is scheduled.
+// wake the relay at its due time. One probe of the unkeyed due index; no row
+// when nothing is scheduled. Keyed messages scheduled for later are not
+// looked at (finding the earliest would read every pending keyed message):
+// they are found by the relay's next poll.
 func (q *Queries) MessageNextDue(ctx context.Context, arg MessageNextDueParams) (int64, error) {
 	row := q.db.QueryRow(ctx, messageNextDue,
 		arg.Scope,
@@ -1335,6 +1653,7 @@ const messageRedriveByIDs = `-- name: MessageRedriveByIDs :many
 UPDATE pgoutbox_message
 SET status = 'pending',
     attempt_count = 0,
+    ordering_key_released = false,
     available_at = coalesce($1::timestamptz, statement_timestamp()),
     updated_at = coalesce($1::timestamptz, statement_timestamp())
 WHERE id = ANY($2::bigint[])
@@ -1352,7 +1671,9 @@ type MessageRedriveByIDsParams struct {
 // Sends dead letters back to pending with a fresh set of attempts, due now.
 // Ids that are not dead letters of this scope are left alone; the caller
 // compares the ids returned with the ids asked for. last_error stays as the
-// record of why the message died.
+// record of why the message died. A keyed dead letter becomes the head of
+// its key again (if it was released, it goes back to its place in the key,
+// ahead of the key's later messages still waiting).
 func (q *Queries) MessageRedriveByIDs(ctx context.Context, arg MessageRedriveByIDsParams) ([]int64, error) {
 	rows, err := q.db.Query(ctx, messageRedriveByIDs, arg.Now, arg.IDs, arg.Scope)
 	if err != nil {
@@ -1377,6 +1698,7 @@ const messageRedriveByLaneTarget = `-- name: MessageRedriveByLaneTarget :many
 UPDATE pgoutbox_message m
 SET status = 'pending',
     attempt_count = 0,
+    ordering_key_released = false,
     available_at = coalesce($1::timestamptz, statement_timestamp()),
     updated_at = coalesce($1::timestamptz, statement_timestamp())
 WHERE m.id IN (
@@ -1434,17 +1756,79 @@ func (q *Queries) MessageRedriveByLaneTarget(ctx context.Context, arg MessageRed
 	return items, nil
 }
 
+const messageReleaseOrderingKey = `-- name: MessageReleaseOrderingKey :many
+UPDATE pgoutbox_message
+SET ordering_key_released = true,
+    updated_at = coalesce($1::timestamptz, statement_timestamp())
+WHERE scope = $2::text
+  AND lane = $3::text
+  AND target = $4::text
+  AND ordering_key = $5::text
+  AND status = 'dead_letter'
+  AND NOT ordering_key_released
+RETURNING id
+`
+
+type MessageReleaseOrderingKeyParams struct {
+	Now         *time.Time
+	Scope       string
+	Lane        string
+	Target      string
+	OrderingKey string
+}
+
+// An operator releases an ordering key blocked by a dead letter: the dead
+// letters of the key stop holding it, so its next message becomes the head.
+// They stay dead letters (Redrive can still send them back).
+func (q *Queries) MessageReleaseOrderingKey(ctx context.Context, arg MessageReleaseOrderingKeyParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, messageReleaseOrderingKey,
+		arg.Now,
+		arg.Scope,
+		arg.Lane,
+		arg.Target,
+		arg.OrderingKey,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []int64{}
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const messageStats = `-- name: MessageStats :many
 WITH clock AS (
     SELECT coalesce($1::timestamptz, statement_timestamp()) AS now
 ),
-pending AS (
+pending_parts AS (
     SELECT p.lane, p.target, count(*) AS n,
            count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
            min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
     FROM pgoutbox_message p
-    WHERE p.scope = $2::text AND p.status = 'pending'
+    WHERE p.scope = $2::text AND p.status = 'pending' AND p.ordering_key IS NULL
     GROUP BY p.lane, p.target
+    UNION ALL
+    SELECT p.lane, p.target, count(*) AS n,
+           count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
+           min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
+    FROM pgoutbox_message p
+    WHERE p.scope = $2::text AND p.status = 'pending' AND p.ordering_key IS NOT NULL
+    GROUP BY p.lane, p.target
+),
+pending AS (
+    SELECT pp.lane, pp.target, sum(pp.n) AS n, sum(pp.due) AS due, min(pp.oldest_due) AS oldest_due
+    FROM pending_parts pp
+    GROUP BY pp.lane, pp.target
 ),
 claimed AS (
     SELECT c.lane, c.target, count(*) AS n,
@@ -1511,9 +1895,9 @@ type MessageStatsRow struct {
 // Per (lane, target): counts by status and the signals an operator watches.
 // Each branch reads one partial index, so the cost follows the pending,
 // in-flight and dead rows, not the delivered history: pending and the oldest
-// due time from pgoutbox_message_due_idx, claimed and expired leases from
-// pgoutbox_message_lease_idx, dead letters from
-// pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
+// due time from pgoutbox_message_due_unkeyed_idx and pgoutbox_message_key_idx,
+// claimed and expired leases from pgoutbox_message_lease_idx, dead letters
+// from pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
 // @with_delivered is set, as that reads the whole table.
 // Byte order, whatever the database's collation: the same on every server
 // (and in memstore), so outputs compare and scripts can rely on it.

@@ -26,14 +26,29 @@ type Querier interface {
 	MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error)
 	// Claims up to @max messages of one (scope, lane, target) in one statement.
 	//
-	// Candidates come from two index range scans, each locking with SKIP LOCKED so
-	// that concurrent claimers pass over each other's rows instead of queueing:
-	//   expired: claimed rows whose lease ran out (their consumer died or stalled);
-	//   due:     pending rows whose time has come.
-	// Both are ordered by (available_at, id) and merged, so the oldest work goes
-	// first whichever state it is in. An expired row that has used all its
-	// attempts is a poison message: it is dead-lettered here, in the same
-	// statement, and never handed out again.
+	// Candidates come from three places, each locking with SKIP LOCKED so that
+	// concurrent claimers pass over each other's rows instead of queueing:
+	//   expired: claimed rows whose lease ran out (their consumer died or
+	//            stalled), keyed or not: an expired head is handed out again;
+	//   due:     pending unkeyed rows whose time has come, oldest first;
+	//   keyed:   the head of each ordering key, when it is pending and due.
+	// Expired and due are ordered by (available_at, id); all three are merged
+	// and the oldest @max taken. An expired row that has used all its attempts
+	// is a poison message: it is dead-lettered here, in the same statement, and
+	// never handed out again (a keyed one keeps holding its key as a dead letter
+	// unless @release_keys).
+	//
+	// The head of an ordering key is its lowest-id message that still holds the
+	// key: pending, claimed, or a dead letter not released. So at most one
+	// message of a key is claimed at a time, in enqueue (id) order, and a nacked
+	// head (pending again, maybe not yet due), a claimed head or a dead head
+	// blocks only its own key. Heads are found by a loose index scan of
+	// pgoutbox_message_key_idx (key, then id): each step reads the first entry
+	// of the next key, never the messages queued behind a head, so a claim costs
+	// the keys it visits, not the depth of any key. The walk starts after
+	// @after_key (the claimer's last key: keys are served round robin, so a hot
+	// key cannot starve the others) and wraps around; it stops once it has found
+	// @max claimable heads, or has visited every key.
 	//
 	// Each branch may lock up to @max rows; rows locked but not picked stay
 	// unchanged and are released when the statement's transaction ends. In the
@@ -46,21 +61,26 @@ type Querier interface {
 	// one statement cannot both update a row (only one update would survive),
 	// and a holder whose lease ran out may still ack while nobody has claimed
 	// the message since. The ack rows are locked in id order (an index scan of
-	// id = ANY). The claim
-	// branches almost never wait, but SKIP LOCKED does not promise it: when a
-	// candidate's updater commits at the instant the claim locks it, PostgreSQL
-	// follows the row's update chain and waits for the next version's locker,
-	// which can close a cycle with another claimer. The loser gets a deadlock
-	// error with nothing done; the store runs the statement again.
+	// id = ANY). The claim branches almost never wait, but SKIP LOCKED does not
+	// promise it: when a candidate's updater commits at the instant the claim
+	// locks it, PostgreSQL follows the row's update chain and waits for the next
+	// version's locker, which can close a cycle with another claimer. The loser
+	// gets a deadlock error with nothing done; the store runs the statement
+	// again.
 	//
 	// The clock is read once, in a CTE, so every row of one claim carries the same
 	// timestamps. The result holds the claimed rows (status 'claimed'), then the
 	// rows dead-lettered on the way (status 'dead_letter'), then the acked rows
 	// (status 'delivered').
-	// The claimer knows its acked messages: spare it their payloads.
+	// Heads of the keys after @after_key, in key order.
+	// Then, wrapping around, the heads of the keys up to @after_key.
+	// The walk is read lazily: the second half runs only when the first found
+	// fewer than @max claimable heads.
+	// The claimer knows its acked messages: spare it their payloads and headers.
 	MessageClaim(ctx context.Context, arg MessageClaimParams) ([]MessageClaimRow, error)
 	// A permanent failure: the holder dead-letters the message at once, whatever
-	// attempts it has left. Fenced like MessageAck.
+	// attempts it has left. Fenced like MessageAck. A keyed dead letter keeps
+	// holding its key (order is never broken silently) unless @release_keys.
 	MessageDeadLetter(ctx context.Context, arg MessageDeadLetterParams) (int64, error)
 	// Heartbeat: moves the lease of each held (id, token) pair to now + @lease
 	// and returns the pairs still held. A holder whose lease already ran out may
@@ -84,6 +104,15 @@ type Querier interface {
 	MessageGetByDedupeKeys(ctx context.Context, arg MessageGetByDedupeKeysParams) ([]MessageGetByDedupeKeysRow, error)
 	// Enqueue without a dedupe key: a plain insert, nothing can conflict.
 	//
+	// A keyed message (@ordering_key set) is inserted under a transaction-scoped
+	// advisory lock on its key (@lock_ids, see internal/keylock), taken before
+	// its id is drawn: a second producer of the key waits until the first
+	// commits or rolls back, so within a key ids are drawn in commit order and a
+	// claim never sees a later message of a key while an earlier one may still
+	// commit. The lock CTE is scanned before the row is formed (the identity
+	// default is evaluated above it), so the lock is held before the id exists.
+	// Unkeyed messages pass no lock ids and take no lock.
+	//
 	// With a @notify_payload the statement also signals relays LISTENing on
 	// @notify_channel (the store decides when to notify and what the payload
 	// says; see internal/wakeup). Postgres delivers the notification at commit,
@@ -96,49 +125,66 @@ type Querier interface {
 	// key is taken (and nothing is notified); the caller then reads the holder
 	// with MessageGetByDedupeKey. A concurrent insert of the same key waits here
 	// for the other transaction and then either inserts (the other rolled back)
-	// or returns nothing.
+	// or returns nothing. Keyed messages lock their ordering key first, as in
+	// MessageInsert; a deduplicated enqueue adds nothing to the key.
 	MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (MessageInsertDeduplicatedRow, error)
 	// Enqueue a batch in one statement: one array per column, unnested in input
 	// order. Rows are inserted, and their ids drawn, in @ordinal order, so the
 	// rows that come back sorted by id line up with the drafts that were
-	// inserted. '' in @dedupe_keys means no key; @has_available_at false means
-	// now. Keys already taken (or repeated in the batch) insert nothing; the
-	// caller reads their holders with MessageGetByDedupeKeys.
+	// inserted. '' in @dedupe_keys and @ordering_keys means no key, a NULL in
+	// @headers none; @has_available_at false means now. Keys already taken (or
+	// repeated in the batch) insert nothing; the caller reads their holders with
+	// MessageGetByDedupeKeys.
 	//
 	// Before inserting, the statement takes transaction-scoped advisory locks on
-	// @lock_ids (the batch's keys, ascending: see internal/keylock). Two batches
-	// that share dedupe keys in another order would otherwise each insert some
-	// keys and wait on the other's uncommitted rows for the rest: a deadlock.
-	// Taken in one global order, the second batch waits for the first to commit
-	// before inserting anything, then finds its keys held. The CTE is scanned
-	// before the first row is formed, so every lock is held before any id is
-	// drawn.
+	// @lock_ids: the batch's ordering keys (see MessageInsert) and dedupe keys,
+	// ascending (see internal/keylock). Two batches that share dedupe keys in
+	// another order would otherwise each insert some keys and wait on the
+	// other's uncommitted rows for the rest: a deadlock. Taken in one global
+	// order, the second batch waits for the first to commit before inserting
+	// anything, then finds its keys held. The CTE is scanned before the first
+	// row is formed, so every lock is held before any id is drawn.
 	// One notification per payload the caller passed (one per distinct scope,
 	// lane and target it wants to wake), sent once, and only when the statement
 	// inserted something: a fully deduplicated batch notifies nobody.
 	MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error)
-	// Operator listing: optional status, lane and target filters, keyset
-	// pagination by id (pass the last id of the previous page; 0 for the first),
-	// oldest first. The caller caps @max.
+	// Operator listing: optional status, lane, target and ordering key filters,
+	// keyset pagination by id (pass the last id of the previous page; 0 for the
+	// first), oldest first. The caller caps @max.
 	MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error)
 	// Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
-	// pending messages, oldest first, in the caller's transaction, and writes
-	// nothing. The batch's outcome is written by MessageFinishLocked in the same
+	// pending messages in the caller's transaction, and writes nothing. The
+	// batch's outcome is written by MessageFinishLocked in the same
 	// transaction: one row version per message instead of two, and one commit
 	// per batch.
+	//
+	// Keyed messages are taken as in MessageClaim: only the head of each key,
+	// found by the same walk, and a head locked by another batch holds its key
+	// (it is still pending, and the walk sees it as the head). Heads come first;
+	// unkeyed messages, oldest first, fill the rest of the batch. Locks are
+	// never taken beyond @max: a locked row that the batch did not return would
+	// stay locked, and undelivered, until the batch ends.
+	// Heads of the keys after @after_key, in key order.
+	// Then, wrapping around, the heads of the keys up to @after_key.
+	// The walk is read lazily: the second half runs only when the first found
+	// fewer than @max claimable heads.
 	MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]PgoutboxMessage, error)
 	// Fenced like MessageAck. A message with attempts left returns to pending at
 	// @retry_at, or @retry_after_micros after now (both NULL: now); one without
 	// goes to dead_letter, keeping its available_at as a record of when it was
 	// last due. A delay measured from the database's clock keeps backoff right
-	// on hosts whose clocks are off. No row back means the claim was lost.
+	// on hosts whose clocks are off. No row back means the claim was lost. A
+	// keyed message stays the head of its key: pending until its retry time, or
+	// a dead letter that holds the key unless @release_keys.
 	MessageNack(ctx context.Context, arg MessageNackParams) (string, error)
 	// How long, in microseconds on the store's clock, until the earliest pending
 	// message of one (scope, lane, target) that is not yet due becomes due. An
 	// idle relay sleeps until then instead of until its next poll: a NOTIFY
 	// fires at commit, before a delayed message is due, and nothing else would
-	// wake the relay at its due time. One probe of the due index; no row when
-	// nothing is scheduled.
+	// wake the relay at its due time. One probe of the unkeyed due index; no row
+	// when nothing is scheduled. Keyed messages scheduled for later are not
+	// looked at (finding the earliest would read every pending keyed message):
+	// they are found by the relay's next poll.
 	MessageNextDue(ctx context.Context, arg MessageNextDueParams) (int64, error)
 	// Deletes one batch of finished messages (status in @statuses) last
 	// updated more than @older_than_micros ago on the store's clock, walking the primary key upwards from @after_id so
@@ -152,19 +198,25 @@ type Querier interface {
 	// Sends dead letters back to pending with a fresh set of attempts, due now.
 	// Ids that are not dead letters of this scope are left alone; the caller
 	// compares the ids returned with the ids asked for. last_error stays as the
-	// record of why the message died.
+	// record of why the message died. A keyed dead letter becomes the head of
+	// its key again (if it was released, it goes back to its place in the key,
+	// ahead of the key's later messages still waiting).
 	MessageRedriveByIDs(ctx context.Context, arg MessageRedriveByIDsParams) ([]int64, error)
 	// Redrives up to @max dead letters of one lane and target (optionally only
 	// those whose last error contains @error_contains) in one statement; the
 	// caller repeats until a batch comes back short, so no statement locks more
 	// than @max rows. The dead-letter index serves the selection.
 	MessageRedriveByLaneTarget(ctx context.Context, arg MessageRedriveByLaneTargetParams) ([]int64, error)
+	// An operator releases an ordering key blocked by a dead letter: the dead
+	// letters of the key stop holding it, so its next message becomes the head.
+	// They stay dead letters (Redrive can still send them back).
+	MessageReleaseOrderingKey(ctx context.Context, arg MessageReleaseOrderingKeyParams) ([]int64, error)
 	// Per (lane, target): counts by status and the signals an operator watches.
 	// Each branch reads one partial index, so the cost follows the pending,
 	// in-flight and dead rows, not the delivered history: pending and the oldest
-	// due time from pgoutbox_message_due_idx, claimed and expired leases from
-	// pgoutbox_message_lease_idx, dead letters from
-	// pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
+	// due time from pgoutbox_message_due_unkeyed_idx and pgoutbox_message_key_idx,
+	// claimed and expired leases from pgoutbox_message_lease_idx, dead letters
+	// from pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
 	// @with_delivered is set, as that reads the whole table.
 	// Byte order, whatever the database's collation: the same on every server
 	// (and in memstore), so outputs compare and scripts can rely on it.

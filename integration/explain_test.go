@@ -100,7 +100,7 @@ func TestClaimPlanUsesPartialIndexes(t *testing.T) {
 	if strings.Contains(string(raw), `"Seq Scan"`) {
 		t.Errorf("claim plan scans the table sequentially")
 	}
-	for _, idx := range []string{"pgoutbox_message_due_idx", "pgoutbox_message_lease_idx"} {
+	for _, idx := range []string{"pgoutbox_message_due_unkeyed_idx", "pgoutbox_message_lease_idx", "pgoutbox_message_key_idx"} {
 		if !strings.Contains(string(raw), idx) {
 			t.Errorf("claim plan does not use %s", idx)
 		}

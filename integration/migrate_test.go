@@ -138,8 +138,8 @@ func TestGooseCLIPathAgreesWithMigrate(t *testing.T) {
 	if again := appliedVersions(t, db); again != applied {
 		t.Errorf("Migrate after goose CLI applied more versions (%d, was %d)", again, applied)
 	}
-	if err := goose.RunContext(context.Background(), "down", db, "../schema"); err != nil {
-		t.Fatalf("goose down from disk: %v", err)
+	if err := goose.RunContext(context.Background(), "reset", db, "../schema"); err != nil {
+		t.Fatalf("goose reset from disk: %v", err)
 	}
 	if tableExists(t, db, "pgoutbox_message") {
 		t.Fatal("goose down left the table")

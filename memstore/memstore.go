@@ -1,7 +1,8 @@
 // Package memstore is an in-memory outbox store for unit tests of code that
 // uses pgoutbox: the same semantics as outbox.PostgresStore (validation,
-// dedupe, claims, fencing, leases, poison messages, scopes), checked by the
-// same conformance suite (package storetest), without a database.
+// dedupe, claims, fencing, leases, poison messages, ordering keys, headers,
+// scopes), checked by the same conformance suite (package storetest) and a
+// model test that runs both side by side, without a database.
 //
 // It is safe for concurrent use and can drive a relay.Relay, including its
 // wake-ups (it implements relay.Wakeups). It keeps everything in memory and
@@ -15,10 +16,15 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
+	"github.com/pgoutbox/pgoutbox/internal/headers"
+	"github.com/pgoutbox/pgoutbox/internal/keywalk"
 	"github.com/pgoutbox/pgoutbox/internal/msgid"
 	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/internal/wakeup"
@@ -32,14 +38,24 @@ type Store struct {
 	scope string
 }
 
+// row is a stored message and what PostgresStore keeps beside it.
+type row struct {
+	outbox.Message
+	scope     string
+	requested time.Time // the AvailableAt the producer asked for; zero when none
+	released  bool      // a dead letter that no longer holds its ordering key
+}
+
 // state is shared by a store and its scoped views.
 type state struct {
-	mu     sync.Mutex
-	clock  func() time.Time
-	nextID int64
-	rows   map[int64]*outbox.Message
-	scopes map[int64]string
-	subs   map[string]map[chan relay.Wakeup]struct{}
+	mu          sync.Mutex
+	clock       func() time.Time
+	propagator  propagation.TextMapPropagator
+	releaseKeys bool
+	nextID      int64
+	rows        map[int64]*row
+	keyCursors  map[string]string // wakeup.Key -> the last ordering key served
+	subs        map[string]map[chan relay.Wakeup]struct{}
 }
 
 // Option configures a Store.
@@ -55,9 +71,24 @@ func WithClock(now func() time.Time) Option {
 	}
 }
 
+// WithPropagator adds the caller's trace context to each enqueued message's
+// headers, like outbox.WithPropagator.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(s *state) { s.propagator = p }
+}
+
+// WithSkipDeadLetters makes a dead-lettered message release its ordering key
+// at once, like outbox.WithSkipDeadLetters.
+func WithSkipDeadLetters(on bool) Option {
+	return func(s *state) { s.releaseKeys = on }
+}
+
 // New returns an empty store.
 func New(opts ...Option) *Store {
-	st := &state{clock: time.Now, rows: map[int64]*outbox.Message{}, scopes: map[int64]string{}, subs: map[string]map[chan relay.Wakeup]struct{}{}}
+	st := &state{
+		clock: time.Now, rows: map[int64]*row{}, keyCursors: map[string]string{},
+		subs: map[string]map[chan relay.Wakeup]struct{}{},
+	}
 	for _, o := range opts {
 		o(st)
 	}
@@ -94,7 +125,7 @@ func (s *Store) Enqueue(ctx context.Context, d outbox.Draft) (outbox.EnqueueResu
 }
 
 // EnqueueMany stores a batch atomically, as outbox.PostgresStore.EnqueueMany.
-func (s *Store) EnqueueMany(_ context.Context, drafts []outbox.Draft) ([]outbox.EnqueueResult, error) {
+func (s *Store) EnqueueMany(ctx context.Context, drafts []outbox.Draft) ([]outbox.EnqueueResult, error) {
 	if err := validate.BatchSize("drafts", len(drafts)); err != nil {
 		return nil, fmt.Errorf("memstore: enqueue many: %w", err)
 	}
@@ -108,14 +139,14 @@ func (s *Store) EnqueueMany(_ context.Context, drafts []outbox.Draft) ([]outbox.
 	defer st.mu.Unlock()
 	now := st.now()
 	results := make([]outbox.EnqueueResult, len(drafts))
-	var fresh []*outbox.Message
+	var fresh []*row
 	for i, d := range drafts {
 		if d.DedupeKey != "" {
 			if held := st.holder(s.scope, d, fresh); held != nil {
-				if field := differs(d, held); field != "" {
-					return nil, &batchError{i, &outbox.ConflictError{DedupeKey: d.DedupeKey, Field: field, Existing: *held}}
+				if field := st.differs(d, held); field != "" {
+					return nil, &batchError{i, &outbox.ConflictError{DedupeKey: d.DedupeKey, Field: field, Existing: clone(held)}}
 				}
-				results[i] = outbox.EnqueueResult{Message: *held, Deduplicated: true}
+				results[i] = outbox.EnqueueResult{Message: clone(held), Deduplicated: true}
 				continue
 			}
 		}
@@ -123,59 +154,73 @@ func (s *Store) EnqueueMany(_ context.Context, drafts []outbox.Draft) ([]outbox.
 		if maxAttempts == 0 {
 			maxAttempts = outbox.DefaultMaxAttempts
 		}
-		available := now
-		if !d.AvailableAt.IsZero() {
-			available = d.AvailableAt.Truncate(time.Microsecond)
-		}
-		m := &outbox.Message{
+		r := &row{scope: s.scope, Message: outbox.Message{
 			ID: msgid.Format(st.nextID + int64(len(fresh)) + 1), Lane: d.Lane, Target: d.Target,
-			Payload: slices.Clone(d.Payload), DedupeKey: d.DedupeKey, Status: outbox.StatusPending,
-			AvailableAt: available, MaxAttempts: maxAttempts, CreatedAt: now, UpdatedAt: now,
+			Payload: slices.Clone(d.Payload), DedupeKey: d.DedupeKey, OrderingKey: d.OrderingKey,
+			Headers:     stored(headers.Inject(ctx, st.propagator, d.Headers)),
+			Status:      outbox.StatusPending,
+			AvailableAt: now, MaxAttempts: maxAttempts, CreatedAt: now, UpdatedAt: now,
+		}}
+		if !d.AvailableAt.IsZero() {
+			r.AvailableAt = d.AvailableAt.Truncate(time.Microsecond)
+			r.requested = r.AvailableAt
 		}
-		fresh = append(fresh, m)
-		results[i] = outbox.EnqueueResult{Message: *m}
+		fresh = append(fresh, r)
+		results[i] = outbox.EnqueueResult{Message: clone(r)}
 	}
-	for _, m := range fresh {
+	for _, r := range fresh {
 		st.nextID++
-		st.rows[st.nextID] = m
-		st.scopes[st.nextID] = s.scope
-		st.wake(s.scope, m.Lane, m.Target)
+		st.rows[st.nextID] = r
+		st.wake(s.scope, r.Lane, r.Target)
 	}
 	return results, nil
 }
 
+// stored is a copy of h as the store keeps it: nil when empty.
+func stored(h map[string]string) map[string]string {
+	if len(h) == 0 {
+		return nil
+	}
+	return maps.Clone(h)
+}
+
 // holder finds the message holding d's dedupe key, among stored rows of the
 // scope and the batch's own new ones.
-func (st *state) holder(scope string, d outbox.Draft, fresh []*outbox.Message) *outbox.Message {
-	match := func(m *outbox.Message) bool {
-		return m.Lane == d.Lane && m.Target == d.Target && m.DedupeKey == d.DedupeKey
+func (st *state) holder(scope string, d outbox.Draft, fresh []*row) *row {
+	match := func(r *row) bool {
+		return r.scope == scope && r.Lane == d.Lane && r.Target == d.Target && r.DedupeKey == d.DedupeKey
 	}
-	for id, m := range st.rows {
-		if st.scopes[id] == scope && match(m) {
-			return m
+	for _, r := range st.rows {
+		if match(r) {
+			return r
 		}
 	}
-	for _, m := range fresh {
-		if match(m) {
-			return m
+	for _, r := range fresh {
+		if match(r) {
+			return r
 		}
 	}
 	return nil
 }
 
 // differs names the first part of d that differs from the message holding
-// its key, by the rules of outbox.PostgresStore.Enqueue.
-func differs(d outbox.Draft, m *outbox.Message) string {
+// its key, by the rules of outbox.PostgresStore.Enqueue: what the producer
+// set, not what deliveries moved.
+func (st *state) differs(d outbox.Draft, r *row) string {
 	maxAttempts := d.MaxAttempts
 	if maxAttempts == 0 {
 		maxAttempts = outbox.DefaultMaxAttempts
 	}
 	switch {
-	case !jsonEqual(d.Payload, m.Payload):
+	case !jsonEqual(d.Payload, r.Payload):
 		return "payload"
-	case maxAttempts != m.MaxAttempts:
+	case maxAttempts != r.MaxAttempts:
 		return "max_attempts"
-	case !d.AvailableAt.IsZero() && !d.AvailableAt.Truncate(time.Microsecond).Equal(m.AvailableAt):
+	case d.OrderingKey != r.OrderingKey:
+		return "ordering_key"
+	case !headers.SameDraft(d.Headers, r.Headers, st.propagator):
+		return "headers"
+	case !d.AvailableAt.IsZero() && !d.AvailableAt.Truncate(time.Microsecond).Equal(r.requested):
 		return "available_at"
 	}
 	return ""
@@ -202,63 +247,130 @@ func unbatch(err error) error {
 }
 
 // Claim implements outbox.Store with the statement's exact rules: up to
-// Limit expired leases and up to Limit due messages are candidates, expired
-// ones without attempts left are dead-lettered, and the oldest Limit of the
-// rest are claimed.
-func (s *Store) Claim(_ context.Context, r outbox.ClaimRequest) ([]outbox.Message, error) {
+// Limit expired leases, up to Limit due unkeyed messages and up to Limit
+// claimable heads of ordering keys (walked round robin from the last key
+// served) are candidates; expired ones without attempts left are
+// dead-lettered, and the oldest Limit of the rest are claimed.
+func (s *Store) Claim(ctx context.Context, r outbox.ClaimRequest) ([]outbox.Message, error) {
+	claimed, _, err := s.ClaimAndAck(ctx, r, nil)
+	return claimed, err
+}
+
+// ClaimAndAck acks and claims in one step, as
+// outbox.PostgresStore.ClaimAndAck. As in its single statement, the claim
+// sees the acked messages as they were before the ack: a head acked here
+// lets its key's next message go at the next claim, not in this one.
+func (s *Store) ClaimAndAck(_ context.Context, r outbox.ClaimRequest, acks []outbox.Receipt) ([]outbox.Message, []bool, error) {
 	if err := r.Validate(); err != nil {
-		return nil, fmt.Errorf("memstore: claim: %w", err)
+		return nil, nil, fmt.Errorf("memstore: claim: %w", err)
+	}
+	if err := checkReceipts(acks); err != nil {
+		return nil, nil, fmt.Errorf("memstore: claim: %w", err)
 	}
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := st.now()
+	held := s.heldReceipts(acks)
+	acking := map[int64]bool{}
+	for i, ok := range held {
+		if ok {
+			id, _ := msgid.Parse(acks[i].ID)
+			acking[id] = true
+		}
+	}
 	var expired, due []int64
 	for id, m := range st.rows {
-		if st.scopes[id] != s.scope || m.Lane != r.Lane || m.Target != r.Target {
+		if m.scope != s.scope || m.Lane != r.Lane || m.Target != r.Target {
 			continue
 		}
 		switch {
-		case m.Status == outbox.StatusClaimed && !m.LeaseExpiresAt.After(now):
+		case m.Status == outbox.StatusClaimed && !m.LeaseExpiresAt.After(now) && !acking[id]:
 			expired = append(expired, id)
-		case m.Status == outbox.StatusPending && !m.AvailableAt.After(now):
+		case m.Status == outbox.StatusPending && m.OrderingKey == "" && !m.AvailableAt.After(now):
 			due = append(due, id)
 		}
 	}
 	expired = st.oldest(expired, r.Limit)
 	due = st.oldest(due, r.Limit)
+	heads := s.claimableHeads(r, now)
 	var candidates []int64
 	for _, id := range expired {
 		m := st.rows[id]
 		if m.AttemptCount >= m.MaxAttempts {
-			m.Status, m.LastError = outbox.StatusDeadLetter, fmt.Sprintf("lease expired after %d attempts", m.AttemptCount)
-			m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = "", "", time.Time{}, now
+			st.deadLetter(m, fmt.Sprintf("lease expired after %d attempts", m.AttemptCount), now)
 			continue
 		}
 		candidates = append(candidates, id)
 	}
-	candidates = st.oldest(append(candidates, due...), r.Limit)
+	candidates = st.oldest(append(append(candidates, due...), heads...), r.Limit)
 	out := make([]outbox.Message, 0, len(candidates))
+	served := make([]string, 0, len(candidates))
 	for _, id := range candidates {
 		m := st.rows[id]
 		m.Status, m.AttemptCount, m.ClaimedBy = outbox.StatusClaimed, m.AttemptCount+1, r.ConsumerID
 		m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = newToken(), now.Add(r.Lease.Truncate(time.Microsecond)), now
 		out = append(out, clone(m))
+		served = append(served, m.OrderingKey)
 	}
-	return out, nil
+	cursor := wakeup.Key(s.scope, r.Lane, r.Target)
+	st.keyCursors[cursor] = keywalk.Next(st.keyCursors[cursor], served)
+	s.ack(acks, held, now)
+	return out, held, nil
 }
 
-// ClaimAndAck acks then claims, as outbox.PostgresStore.ClaimAndAck.
-func (s *Store) ClaimAndAck(ctx context.Context, r outbox.ClaimRequest, acks []outbox.Receipt) ([]outbox.Message, []bool, error) {
-	if err := r.Validate(); err != nil {
-		return nil, nil, fmt.Errorf("memstore: claim: %w", err)
+// claimableHeads returns the heads of the ordering keys of r's lane and
+// target that are pending and due, in the order of the claim's walk (from
+// the key after the last one served, wrapping around), at most r.Limit.
+func (s *Store) claimableHeads(r outbox.ClaimRequest, now time.Time) []int64 {
+	st := s.st
+	heads := map[string]*row{}
+	ids := map[*row]int64{}
+	for id, m := range st.rows {
+		if m.scope != s.scope || m.Lane != r.Lane || m.Target != r.Target || m.OrderingKey == "" || !holdsKey(m) {
+			continue
+		}
+		if h, ok := heads[m.OrderingKey]; !ok || id < ids[h] {
+			heads[m.OrderingKey], ids[m] = m, id
+		}
 	}
-	acked, err := s.AckMany(ctx, acks)
-	if err != nil {
-		return nil, nil, err
+	from := st.keyCursors[wakeup.Key(s.scope, r.Lane, r.Target)]
+	keys := slices.Collect(maps.Keys(heads))
+	slices.SortFunc(keys, func(a, b string) int {
+		switch {
+		case keywalk.Less(from, a, b):
+			return -1
+		case keywalk.Less(from, b, a):
+			return 1
+		}
+		return 0
+	})
+	var out []int64
+	for _, k := range keys {
+		if h := heads[k]; h.Status == outbox.StatusPending && !h.AvailableAt.After(now) && len(out) < r.Limit {
+			out = append(out, ids[h])
+		}
 	}
-	claimed, err := s.Claim(ctx, r)
-	return claimed, acked, err
+	return out
+}
+
+// holdsKey reports whether a keyed message holds its key: it is pending,
+// claimed, or a dead letter not released.
+func holdsKey(m *row) bool {
+	switch m.Status {
+	case outbox.StatusPending, outbox.StatusClaimed:
+		return true
+	case outbox.StatusDeadLetter:
+		return !m.released
+	}
+	return false
+}
+
+// deadLetter ends a message, releasing its key when the store says so.
+func (st *state) deadLetter(m *row, reason string, now time.Time) {
+	m.Status, m.LastError = outbox.StatusDeadLetter, reason
+	m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = "", "", time.Time{}, now
+	m.released = st.releaseKeys && m.OrderingKey != ""
 }
 
 // oldest sorts ids by (available_at, id) and keeps the first n.
@@ -276,16 +388,37 @@ func (st *state) oldest(ids []int64, n int) []int64 {
 }
 
 // held returns the message a receipt holds in this scope, or nil.
-func (s *Store) held(id, token string) *outbox.Message {
+func (s *Store) held(id, token string) *row {
 	key, ok := msgid.Parse(id)
 	if !ok {
 		return nil
 	}
 	m := s.st.rows[key]
-	if m == nil || s.st.scopes[key] != s.scope || m.Status != outbox.StatusClaimed || m.ClaimToken != token {
+	if m == nil || m.scope != s.scope || m.Status != outbox.StatusClaimed || m.ClaimToken != token {
 		return nil
 	}
 	return m
+}
+
+// heldReceipts reports, receipt by receipt, which ones hold their message.
+func (s *Store) heldReceipts(receipts []outbox.Receipt) []bool {
+	ok := make([]bool, len(receipts))
+	for i, rc := range receipts {
+		ok[i] = s.held(rc.ID, rc.ClaimToken) != nil
+	}
+	return ok
+}
+
+// ack delivers the messages of the receipts found held.
+func (s *Store) ack(receipts []outbox.Receipt, held []bool, now time.Time) {
+	for i, rc := range receipts {
+		if !held[i] {
+			continue
+		}
+		if m := s.held(rc.ID, rc.ClaimToken); m != nil {
+			m.Status, m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = outbox.StatusDelivered, "", "", time.Time{}, now
+		}
+	}
 }
 
 // Ack implements outbox.Store.
@@ -300,7 +433,9 @@ func (s *Store) Ack(ctx context.Context, id, claimToken string) (bool, error) {
 	return ok[0], nil
 }
 
-// AckMany acks a batch, as outbox.PostgresStore.AckMany.
+// AckMany acks a batch, as outbox.PostgresStore.AckMany: each receipt is
+// judged on its own, so of a stale and the current receipt of one message
+// the current one acks it.
 func (s *Store) AckMany(_ context.Context, receipts []outbox.Receipt) ([]bool, error) {
 	if err := checkReceipts(receipts); err != nil {
 		return nil, fmt.Errorf("memstore: ack: %w", err)
@@ -308,22 +443,9 @@ func (s *Store) AckMany(_ context.Context, receipts []outbox.Receipt) ([]bool, e
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	now := st.now()
-	ok := make([]bool, len(receipts))
-	for i, rc := range receipts {
-		if m := s.held(rc.ID, rc.ClaimToken); m != nil {
-			m.Status, m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = outbox.StatusDelivered, "", "", time.Time{}, now
-			ok[i] = true
-			continue
-		}
-		// The same receipt twice in a batch: acked by the first.
-		for j := range i {
-			if receipts[j] == rc && ok[j] {
-				ok[i] = true
-			}
-		}
-	}
-	return ok, nil
+	held := s.heldReceipts(receipts)
+	s.ack(receipts, held, st.now())
+	return held, nil
 }
 
 // Nack implements outbox.Store.
@@ -367,11 +489,11 @@ func (s *Store) nack(id, token, reason string, retryAt func(now time.Time) time.
 		return outbox.NackLostClaim
 	}
 	now := st.now()
-	m.LastError, m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = validate.CleanReason(reason), "", "", time.Time{}, now
 	if m.AttemptCount >= m.MaxAttempts {
-		m.Status = outbox.StatusDeadLetter
+		st.deadLetter(m, validate.CleanReason(reason), now)
 		return outbox.NackDeadLettered
 	}
+	m.LastError, m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = validate.CleanReason(reason), "", "", time.Time{}, now
 	m.Status, m.AvailableAt = outbox.StatusPending, retryAt(now)
 	return outbox.NackRequeued
 }
@@ -388,8 +510,7 @@ func (s *Store) DeadLetter(_ context.Context, id, claimToken, reason string) (bo
 	if m == nil {
 		return false, nil
 	}
-	m.Status, m.LastError = outbox.StatusDeadLetter, validate.CleanReason(reason)
-	m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = "", "", time.Time{}, st.now()
+	st.deadLetter(m, validate.CleanReason(reason), st.now())
 	return true, nil
 }
 
@@ -417,11 +538,11 @@ func (s *Store) ExtendLeases(_ context.Context, receipts []outbox.Receipt, lease
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := st.now()
-	ok := make([]bool, len(receipts))
+	ok := s.heldReceipts(receipts)
 	for i, rc := range receipts {
-		if m := s.held(rc.ID, rc.ClaimToken); m != nil {
+		if ok[i] {
+			m := s.held(rc.ID, rc.ClaimToken)
 			m.LeaseExpiresAt, m.UpdatedAt = now.Add(lease.Truncate(time.Microsecond)), now
-			ok[i] = true
 		}
 	}
 	return ok, nil
@@ -450,8 +571,9 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 	after, _ := msgid.Parse(f.AfterID)
 	var ids []int64
 	for id, m := range st.rows {
-		if st.scopes[id] == s.scope && id > after && (f.Status == "" || m.Status == f.Status) &&
-			(f.Lane == "" || m.Lane == f.Lane) && (f.Target == "" || m.Target == f.Target) {
+		if m.scope == s.scope && id > after && (f.Status == "" || m.Status == f.Status) &&
+			(f.Lane == "" || m.Lane == f.Lane) && (f.Target == "" || m.Target == f.Target) &&
+			(f.OrderingKey == "" || m.OrderingKey == f.OrderingKey) {
 			ids = append(ids, id)
 		}
 	}
@@ -475,7 +597,7 @@ func (s *Store) Get(_ context.Context, id string) (outbox.Message, error) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	key, ok := msgid.Parse(id)
-	if m := st.rows[key]; ok && m != nil && st.scopes[key] == s.scope {
+	if m := st.rows[key]; ok && m != nil && m.scope == s.scope {
 		return clone(m), nil
 	}
 	return outbox.Message{}, fmt.Errorf("memstore: get %q: %w", id, outbox.ErrNotFound)
@@ -507,17 +629,18 @@ func (st *state) wake(scope, lane, target string) {
 	}
 }
 
-// NextDue implements relay.DueScheduler: how long until the earliest pending
-// message of lane and target that is not yet due becomes due.
+// NextDue implements relay.DueScheduler, as outbox.PostgresStore.NextDue:
+// how long until the earliest pending unkeyed message of lane and target
+// that is not yet due becomes due.
 func (s *Store) NextDue(_ context.Context, lane, target string) (time.Duration, bool, error) {
 	st := s.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := st.now()
 	var next time.Time
-	for id, m := range st.rows {
-		if st.scopes[id] == s.scope && m.Lane == lane && m.Target == target && m.Status == outbox.StatusPending &&
-			m.AvailableAt.After(now) && (next.IsZero() || m.AvailableAt.Before(next)) {
+	for _, m := range st.rows {
+		if m.scope == s.scope && m.Lane == lane && m.Target == target && m.Status == outbox.StatusPending &&
+			m.OrderingKey == "" && m.AvailableAt.After(now) && (next.IsZero() || m.AvailableAt.Before(next)) {
 			next = m.AvailableAt
 		}
 	}
@@ -527,9 +650,10 @@ func (s *Store) NextDue(_ context.Context, lane, target string) (time.Duration, 
 	return next.Sub(now), true, nil
 }
 
-func clone(m *outbox.Message) outbox.Message {
-	c := *m
+func clone(m *row) outbox.Message {
+	c := m.Message
 	c.Payload = slices.Clone(m.Payload)
+	c.Headers = maps.Clone(m.Headers)
 	return c
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgoutbox/pgoutbox/internal/msgid"
+	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
@@ -21,15 +22,15 @@ func (s *Store) Redrive(_ context.Context, r outbox.RedriveRequest) (outbox.Redr
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	now := st.now()
-	redrive := func(m *outbox.Message) {
-		m.Status, m.AttemptCount, m.AvailableAt, m.UpdatedAt = outbox.StatusPending, 0, now, now
+	redrive := func(m *row) {
+		m.Status, m.AttemptCount, m.AvailableAt, m.UpdatedAt, m.released = outbox.StatusPending, 0, now, now, false
 	}
 	var res outbox.RedriveResult
 	if byIDs {
 		for _, id := range msgid.Unique(r.IDs) {
 			key, ok := msgid.Parse(id)
 			m := st.rows[key]
-			if !ok || m == nil || st.scopes[key] != s.scope || m.Status != outbox.StatusDeadLetter {
+			if !ok || m == nil || m.scope != s.scope || m.Status != outbox.StatusDeadLetter {
 				res.NotDead = append(res.NotDead, id)
 				continue
 			}
@@ -38,8 +39,8 @@ func (s *Store) Redrive(_ context.Context, r outbox.RedriveRequest) (outbox.Redr
 		}
 		return res, nil
 	}
-	for id, m := range st.rows {
-		if st.scopes[id] == s.scope && m.Status == outbox.StatusDeadLetter && m.Lane == r.Lane && m.Target == r.Target &&
+	for _, m := range st.rows {
+		if m.scope == s.scope && m.Status == outbox.StatusDeadLetter && m.Lane == r.Lane && m.Target == r.Target &&
 			strings.Contains(m.LastError, r.ErrorContains) {
 			redrive(m)
 			res.Redriven++
@@ -53,7 +54,7 @@ func (s *Store) purgeable(r outbox.PurgeRequest, now time.Time) []int64 {
 	cutoff := now.Add(-r.OlderThan.Truncate(time.Microsecond))
 	var ids []int64
 	for id, m := range s.st.rows {
-		if s.st.scopes[id] == s.scope && slices.Contains(statuses, m.Status) && m.UpdatedAt.Before(cutoff) {
+		if m.scope == s.scope && slices.Contains(statuses, m.Status) && m.UpdatedAt.Before(cutoff) {
 			ids = append(ids, id)
 		}
 	}
@@ -74,7 +75,6 @@ func (s *Store) Purge(ctx context.Context, r outbox.PurgeRequest) (int64, error)
 	ids := s.purgeable(r, st.now())
 	for _, id := range ids {
 		delete(st.rows, id)
-		delete(st.scopes, id)
 	}
 	if r.Progress != nil {
 		r.Progress(int64(len(ids)))
@@ -99,8 +99,8 @@ func (s *Store) Stats(_ context.Context, withDelivered bool) ([]outbox.Stats, er
 	defer st.mu.Unlock()
 	now := st.now()
 	byKey := map[[2]string]*outbox.Stats{}
-	for id, m := range st.rows {
-		if st.scopes[id] != s.scope || (m.Status == outbox.StatusDelivered && !withDelivered) {
+	for _, m := range st.rows {
+		if m.scope != s.scope || (m.Status == outbox.StatusDelivered && !withDelivered) {
 			continue
 		}
 		k := [2]string{m.Lane, m.Target}
@@ -141,4 +141,25 @@ func (s *Store) Stats(_ context.Context, withDelivered bool) ([]outbox.Stats, er
 		return strings.Compare(a.Target, b.Target)
 	})
 	return out, nil
+}
+
+// ReleaseOrderingKey lets an ordering key held by a dead letter move on, as
+// outbox.PostgresStore.ReleaseOrderingKey.
+func (s *Store) ReleaseOrderingKey(_ context.Context, lane, target, key string) (int, error) {
+	if err := validate.ReleaseKey(lane, target, key); err != nil {
+		return 0, fmt.Errorf("memstore: release ordering key: %w", err)
+	}
+	st := s.st
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	now := st.now()
+	n := 0
+	for _, m := range st.rows {
+		if m.scope == s.scope && m.Lane == lane && m.Target == target && m.OrderingKey == key &&
+			m.Status == outbox.StatusDeadLetter && !m.released {
+			m.released, m.UpdatedAt = true, now
+			n++
+		}
+	}
+	return n, nil
 }

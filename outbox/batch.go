@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/headers"
 	"github.com/pgoutbox/pgoutbox/internal/keylock"
 	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/internal/wakeup"
@@ -148,6 +149,8 @@ func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []
 		Targets:        make([]string, len(drafts)),
 		Payloads:       make([]json.RawMessage, len(drafts)),
 		DedupeKeys:     make([]string, len(drafts)),
+		OrderingKeys:   make([]string, len(drafts)),
+		Headers:        make([]json.RawMessage, len(drafts)),
 		AvailableAts:   make([]time.Time, len(drafts)),
 		HasAvailableAt: make([]bool, len(drafts)),
 		MaxAttempts:    make([]int32, len(drafts)),
@@ -158,12 +161,16 @@ func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []
 		}
 	}
 	for i, d := range drafts {
-		p.Lanes[i], p.Targets[i], p.DedupeKeys[i] = d.Lane, d.Target, d.DedupeKey
+		p.Lanes[i], p.Targets[i], p.DedupeKeys[i], p.OrderingKeys[i] = d.Lane, d.Target, d.DedupeKey, d.OrderingKey
 		p.Payloads[i] = d.Payload
+		p.Headers[i] = headers.Encode(headers.Inject(ctx, s.cfg.propagator, d.Headers))
 		p.AvailableAts[i], p.HasAvailableAt[i] = d.AvailableAt, !d.AvailableAt.IsZero()
 		p.MaxAttempts[i] = d.maxAttempts()
 		if d.DedupeKey != "" {
 			p.LockIDs = append(p.LockIDs, keylock.ID(keylock.Dedupe, s.scope, d.Lane, d.Target, d.DedupeKey))
+		}
+		if d.OrderingKey != "" {
+			p.LockIDs = append(p.LockIDs, keylock.ID(keylock.Ordering, s.scope, d.Lane, d.Target, d.OrderingKey))
 		}
 	}
 	p.LockIDs = keylock.Ordered(p.LockIDs)
@@ -209,7 +216,7 @@ func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []
 	for _, h := range holders {
 		i := held[h.Ordinal-1]
 		existing := toMessage(h.PgoutboxMessage)
-		if field := draftDiffers(drafts[i], existing, h.PayloadMatches); field != "" {
+		if field := s.draftDiffers(drafts[i], h.PgoutboxMessage, existing, h.PayloadMatches); field != "" {
 			return nil, false, fmt.Errorf("outbox: enqueue many: draft %d: %w", i,
 				&ConflictError{DedupeKey: drafts[i].DedupeKey, Field: field, Existing: existing})
 		}

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/internal/keywalk"
 )
 
 // A claim reads the due index of its (scope, lane, target) from the oldest
@@ -30,10 +32,30 @@ type claimCursors struct {
 }
 
 type claimCursor struct {
+	// The unkeyed cursor.
 	at       time.Time // available_at of the last message of the last full batch
 	id       int64
 	scanned  time.Time // when the last full scan that reached the cursor ran
 	hasFirst bool
+	// The keyed cursor: the last ordering key served. Claims walk the keys
+	// from the next one on, so keys are served round robin.
+	key string
+}
+
+// cursorStart is where one claim statement starts: unkeyed due messages
+// after (at, id), keyed heads after key.
+type cursorStart struct {
+	at         time.Time
+	id         int64
+	key        string
+	fromCursor bool // (at, id) is a cursor, not the start of time
+}
+
+// rescan is s with the unkeyed scan from the start.
+func (s cursorStart) rescan() cursorStart {
+	s.at, s.id = scanFromStart()
+	s.fromCursor = false
+	return s
 }
 
 func newClaimCursors(now func() time.Time) *claimCursors {
@@ -56,49 +78,67 @@ func scanFromStart() (time.Time, int64) {
 	return time.Date(cursorStartsAt, 1, 1, 0, 0, 0, 0, time.UTC), noCursorID
 }
 
-// start returns where the next claim of limit messages should start, and
-// whether that is a cursor (false: a full scan).
-func (c *claimCursors) start(key string, limit int) (time.Time, int64, bool) {
+// start returns where the next claim of limit messages should start.
+func (c *claimCursors) start(key string, limit int) cursorStart {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	cur, ok := c.m[key]
-	if !ok || limit < cursorMinLimit || c.now().Sub(cur.scanned) >= cursorRescan {
-		at, id := scanFromStart()
-		return at, id, false
+	cur := c.m[key]
+	s := cursorStart{key: cur.key}
+	if !cur.hasFirst || limit < cursorMinLimit || c.now().Sub(cur.scanned) >= cursorRescan {
+		s.at, s.id = scanFromStart()
+		return s
 	}
-	return cur.at, cur.id, true
+	s.at, s.id, s.fromCursor = cur.at, cur.id, true
+	return s
 }
 
-// record updates the cursor after a claim of limit messages that started
-// from a full scan (fromCursor false) or the cursor, and got claimed.
-func (c *claimCursors) record(key string, fromCursor bool, limit int, claimed []Message, keys []int64) {
+// record updates the cursors after a claim of limit messages that started at
+// from and got claimed (keys are their ids).
+func (c *claimCursors) record(key string, from cursorStart, limit int, claimed []Message, keys []int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(claimed) < limit || limit < cursorMinLimit {
-		delete(c.m, key) // caught up: the next claim scans from the start
-		return
-	}
 	cur, had := c.m[key]
-	old := cur
+	served := make([]string, len(claimed))
 	for i, m := range claimed {
-		if !cur.hasFirst || after(m.AvailableAt, keys[i], cur.at, cur.id) {
-			cur.at, cur.id, cur.hasFirst = m.AvailableAt, keys[i], true
+		served[i] = m.OrderingKey
+	}
+	cur.key = keywalk.Next(from.key, served)
+	var unkeyed []int
+	for i, m := range claimed {
+		if m.OrderingKey == "" {
+			unkeyed = append(unkeyed, i)
 		}
 	}
-	// A full scan counts as the rescan only when it reached the cursor: one
-	// whose whole batch lay behind it took stragglers, and more may wait.
-	if !fromCursor && (!had || after(cur.at, cur.id, old.at, old.id)) {
-		cur.scanned = c.now()
+	if len(unkeyed) < limit || limit < cursorMinLimit {
+		// Caught up: the next claim scans from the start.
+		cur.at, cur.id, cur.hasFirst, cur.scanned = time.Time{}, 0, false, time.Time{}
+	} else {
+		old := cur
+		for _, i := range unkeyed {
+			if !cur.hasFirst || after(claimed[i].AvailableAt, keys[i], cur.at, cur.id) {
+				cur.at, cur.id, cur.hasFirst = claimed[i].AvailableAt, keys[i], true
+			}
+		}
+		// A full scan counts as the rescan only when it reached the
+		// cursor: one whose whole batch lay behind it took stragglers, and
+		// more may wait.
+		if !from.fromCursor && (!had || !old.hasFirst || after(cur.at, cur.id, old.at, old.id)) {
+			cur.scanned = c.now()
+		}
 	}
-	if len(c.m) >= maxCursorKeys {
+	if !had && len(c.m) >= maxCursorKeys {
 		for k, v := range c.m {
-			if c.now().Sub(v.scanned) >= cursorRescan {
+			if v.key == "" && c.now().Sub(v.scanned) >= cursorRescan {
 				delete(c.m, k)
 			}
 		}
 		if len(c.m) >= maxCursorKeys {
-			clear(c.m) // forgetting a cursor costs one full scan
+			clear(c.m) // forgetting a cursor costs one full scan, or one lap of keys out of turn
 		}
+	}
+	if cur.key == "" && !cur.hasFirst {
+		delete(c.m, key)
+		return
 	}
 	c.m[key] = cur
 }

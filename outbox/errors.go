@@ -27,7 +27,10 @@ type ConflictError struct {
 	// DedupeKey is the contested key.
 	DedupeKey string
 	// Field names the first part of the draft that differs from the stored
-	// message: "payload", "max_attempts" or "available_at".
+	// message: "payload", "max_attempts", "available_at", "ordering_key" or
+	// "headers". Only what the producer set counts: a nack or redrive moves
+	// a message's available_at, but the same draft, AvailableAt included,
+	// still deduplicates afterwards.
 	Field string
 	// Existing is the message that holds the key.
 	Existing Message

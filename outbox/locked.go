@@ -106,7 +106,7 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 }, r LockRequest,
 ) (*LockedBatch, error) {
 	key := wakeup.Key(s.scope, r.Lane, r.Target)
-	afterAt, afterID, fromCursor := s.cfg.cursors.start(key, r.Limit)
+	start := s.cfg.cursors.start(key, r.Limit)
 	tx, err := begin.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lock batch: %w", err)
@@ -119,13 +119,12 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 			return nil, fmt.Errorf("outbox: lock batch: setting the idle timeout: %w", err)
 		}
 	}
-	msgs, keys, err := b.lock(ctx, r, r.Limit, afterAt, afterID, nil)
-	if err == nil && fromCursor && len(msgs) < r.Limit {
-		at, id := scanFromStart()
+	msgs, keys, err := b.lock(ctx, r, r.Limit, start, nil)
+	if err == nil && start.fromCursor && len(msgs) < r.Limit {
 		var more []Message
 		var moreKeys []int64
-		more, moreKeys, err = b.lock(ctx, r, r.Limit-len(msgs), at, id, keys)
-		fromCursor = false
+		start = start.rescan()
+		more, moreKeys, err = b.lock(ctx, r, r.Limit-len(msgs), start, keys)
 		msgs, keys = append(msgs, more...), append(keys, moreKeys...)
 		sortClaimed(msgs, keys)
 	}
@@ -134,7 +133,7 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 		_ = tx.Rollback(ctx)
 		return nil, err
 	}
-	s.cfg.cursors.record(key, fromCursor, r.Limit, msgs, keys)
+	s.cfg.cursors.record(key, start, r.Limit, msgs, keys)
 	b.messages = msgs
 	if len(msgs) == 0 {
 		b.closed = true
@@ -145,11 +144,11 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 	return b, nil
 }
 
-func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, afterAt time.Time, afterID int64, locked []int64) ([]Message, []int64, error) {
+func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, from cursorStart, locked []int64) ([]Message, []int64, error) {
 	s := b.store
 	rows, err := s.plannedFor(limit).MessageLockDue(ctx, db.MessageLockDueParams{
-		Scope: s.scope, Lane: r.Lane, Target: r.Target, Now: s.now(),
-		AfterAvailableAt: afterAt, AfterID: afterID, LockedIDs: nonNilIDs(locked), Max: int32(limit), //nolint:gosec // validated above
+		Scope: s.scope, Lane: r.Lane, Target: r.Target, Now: s.now(), AfterKey: from.key,
+		AfterAvailableAt: from.at, AfterID: from.id, LockedIDs: nonNilIDs(locked), Max: int32(limit), //nolint:gosec // validated above
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("outbox: lock batch: %w", err)
@@ -225,7 +224,7 @@ func (b *LockedBatch) Finish(ctx context.Context, outcomes []Outcome) ([]Status,
 	for _, m := range b.messages {
 		inBatch[m.ID] = true
 	}
-	p := db.MessageFinishLockedParams{Now: b.store.now(), Scope: b.store.scope}
+	p := db.MessageFinishLockedParams{Now: b.store.now(), Scope: b.store.scope, ReleaseKeys: b.store.cfg.releaseKeys}
 	seen := make(map[string]bool, len(outcomes))
 	for i, o := range outcomes {
 		key, ok := msgid.Parse(o.ID)

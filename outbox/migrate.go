@@ -3,8 +3,12 @@ package outbox
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgerrcode"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
@@ -42,10 +46,57 @@ func Migrate(ctx context.Context, db *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	if _, err := p.Up(ctx); err != nil {
+	if _, err := Up(ctx, p, 0); err != nil {
 		return fmt.Errorf("outbox: migrate: %w", err)
 	}
 	return nil
+}
+
+// MigrateTo is Migrate up to version (included) and no further, for rolling
+// deploys that must leave a migration for later: migration 3 drops an index
+// that relays of the first release still read, so such a deploy migrates to
+// 2, rolls out, then migrates to the end (see the README, "Ordering").
+func MigrateTo(ctx context.Context, db *sql.DB, version int64) error {
+	if version < 1 {
+		return fmt.Errorf("outbox: migrate: %w", invalid("version", "must be at least 1, got %d", version))
+	}
+	p, err := NewMigrationProvider(db)
+	if err != nil {
+		return err
+	}
+	if _, err := Up(ctx, p, version); err != nil {
+		return fmt.Errorf("outbox: migrate to %d: %w", version, err)
+	}
+	return nil
+}
+
+// Up applies p's pending migrations, up to version when it is positive,
+// running them again when one gave up waiting for a lock (SQLSTATE 55P03:
+// the migrations take short lock timeouts rather than queue every reader
+// and writer of a busy table behind a long transaction, and each of their
+// steps can be run again). It gives up after a minute of such retries.
+func Up(ctx context.Context, p *goose.Provider, version int64) ([]*goose.MigrationResult, error) {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var (
+			results []*goose.MigrationResult
+			err     error
+		)
+		if version > 0 {
+			results, err = p.UpTo(ctx, version)
+		} else {
+			results, err = p.Up(ctx)
+		}
+		var pgErr *pgconn.PgError
+		if err == nil || !errors.As(err, &pgErr) || pgErr.Code != pgerrcode.LockNotAvailable || time.Now().After(deadline) {
+			return results, err
+		}
+		select {
+		case <-ctx.Done():
+			return results, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // NewMigrationProvider returns a goose provider over the embedded migrations

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgoutbox/pgoutbox/db"
 	"github.com/pgoutbox/pgoutbox/internal/msgid"
+	"github.com/pgoutbox/pgoutbox/internal/validate"
 )
 
 // RedriveRequest selects dead letters to send back: either IDs, or every
@@ -210,4 +211,27 @@ func (s *PostgresStore) Stats(ctx context.Context, withDelivered bool) ([]Stats,
 		}
 	}
 	return out, nil
+}
+
+// ReleaseOrderingKey lets an ordering key that a dead letter holds move on:
+// its dead letters (normally one, the head) stop holding the key, so the
+// key's next message becomes its head and is handed out. They stay dead
+// letters; Redrive still sends one back, to its place in the key. It
+// returns how many dead letters it released: 0 when the key was not held by
+// one (an unknown key is not an error).
+//
+// A dead-lettered head holds its key by design (order is never broken
+// silently); this is the operator's decision to break it at that message.
+// WithSkipDeadLetters makes the store do it as it dead-letters.
+func (s *PostgresStore) ReleaseOrderingKey(ctx context.Context, lane, target, key string) (int, error) {
+	if verr := validate.ReleaseKey(lane, target, key); verr != nil {
+		return 0, fmt.Errorf("outbox: release ordering key: %w", verr)
+	}
+	ids, err := s.q.MessageReleaseOrderingKey(ctx, db.MessageReleaseOrderingKeyParams{
+		Now: s.now(), Scope: s.scope, Lane: lane, Target: target, OrderingKey: key,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("outbox: release ordering key %q: %w", key, err)
+	}
+	return len(ids), nil
 }

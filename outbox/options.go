@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"time"
 
+	"go.opentelemetry.io/otel/propagation"
+
 	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
 
@@ -15,6 +17,8 @@ type config struct {
 	logger         *slog.Logger
 	notify         bool
 	notifyInterval time.Duration
+	propagator     propagation.TextMapPropagator
+	releaseKeys    bool
 	notifier       *wakeup.Limiter // shared by the store's WithTx and Scoped views
 	cursors        *claimCursors   // likewise
 }
@@ -85,4 +89,29 @@ func WithNotify(on bool) Option {
 // says, so it always notifies.
 func WithNotifyInterval(d time.Duration) Option {
 	return func(c *config) { c.notifyInterval = max(d, 0) }
+}
+
+// WithPropagator makes Enqueue and EnqueueMany add the caller's trace
+// context to each message's headers: for propagation.TraceContext and
+// propagation.Baggage (what OpenTelemetry's W3C setup composes), the
+// traceparent, tracestate and baggage headers. A relay continues the trace
+// from them (see relay.Config.Propagator). Headers the draft sets itself
+// win. Dedupe ignores the injected headers the draft did not set, so a
+// producer retrying its request under another trace still deduplicates.
+// nil, the default, adds nothing.
+func WithPropagator(p propagation.TextMapPropagator) Option {
+	return func(c *config) { c.propagator = p }
+}
+
+// WithSkipDeadLetters makes a dead-lettered message release its ordering key
+// at once, on the statements of this store that dead-letter (Nack,
+// NackAfter, DeadLetter, a claim that finds a poison message, a locked
+// batch's Finish): the key's next message becomes its head instead of
+// waiting for an operator. Order is then broken at that message, knowingly;
+// the dead letter stays a dead letter, and redriving it puts it back at its
+// place in the key. Off by default: a dead-lettered head holds its key until
+// it is redriven or released (PostgresStore.ReleaseOrderingKey). Give the
+// option to the stores your relays consume with.
+func WithSkipDeadLetters(on bool) Option {
+	return func(c *config) { c.releaseKeys = on }
 }

@@ -37,6 +37,12 @@ const (
 	MaxDedupeKeyBytes  = validate.MaxDedupeKeyBytes
 	MaxScopeBytes      = validate.MaxScopeBytes
 	MaxConsumerIDBytes = validate.MaxConsumerIDBytes
+	// MaxOrderingKeyBytes caps Draft.OrderingKey.
+	MaxOrderingKeyBytes = validate.MaxOrderingKeyBytes
+	// MaxHeaderNameBytes caps the name of a header.
+	MaxHeaderNameBytes = validate.MaxHeaderNameBytes
+	// MaxHeadersBytes caps a draft's headers, encoded as a JSON object.
+	MaxHeadersBytes = validate.MaxHeadersBytes
 	// MaxPayloadBytes caps a payload's encoded size. Outbox messages are
 	// notifications, not blobs; store large data in a table and send its key.
 	// A payload under this size is still refused when its binary jsonb form
@@ -140,6 +146,19 @@ type Draft struct {
 	// DedupeKey makes the enqueue idempotent per (scope, lane, target).
 	// "" means none; a present key must not be blank.
 	DedupeKey string
+	// OrderingKey puts the message in order with the other messages of the
+	// same key in its scope, lane and target: they are handed out one at a
+	// time, in enqueue order (see the package documentation, "Ordering").
+	// "" means unordered. A present key must not be blank, hold NUL bytes
+	// or exceed MaxOrderingKeyBytes.
+	OrderingKey string
+	// Headers travel with the message to its consumer (a trace context, a
+	// content type, a tenant): names are not blank, at most
+	// MaxHeaderNameBytes, and neither names nor values hold NUL bytes or
+	// invalid UTF-8; the whole set, encoded as a JSON object, is at most
+	// MaxHeadersBytes. nil or empty means none. With WithPropagator, Enqueue
+	// adds the caller's trace context.
+	Headers map[string]string
 	// AvailableAt delays the message; zero means now.
 	AvailableAt time.Time
 	// MaxAttempts bounds deliveries before the message dead-letters.
@@ -154,8 +173,13 @@ type Message struct {
 	Lane, Target string
 	Payload      json.RawMessage
 	DedupeKey    string
-	Status       Status
-	AvailableAt  time.Time
+	// OrderingKey is the draft's ordering key, "" for an unordered message.
+	OrderingKey string
+	// Headers are the draft's headers (with the trace context WithPropagator
+	// added); nil when none.
+	Headers     map[string]string
+	Status      Status
+	AvailableAt time.Time
 	// AttemptCount is the number of times the message has been claimed.
 	AttemptCount int
 	MaxAttempts  int
@@ -205,6 +229,9 @@ type ListFilter struct {
 	// message with this id are returned (pass the last ID of the previous
 	// page). "" starts from the oldest.
 	AfterID string
+	// OrderingKey restricts the listing to one ordering key; "" matches any
+	// message, keyed or not.
+	OrderingKey string
 }
 
 // Store is the outbox contract. PostgresStore implements it.

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/headers"
+	"github.com/pgoutbox/pgoutbox/internal/keylock"
 	"github.com/pgoutbox/pgoutbox/internal/msgid"
 	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/internal/wakeup"
@@ -108,10 +110,13 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 	}
 	now := s.now()
 	n := s.notice(d.Lane, d.Target)
+	hdrs := headers.Encode(headers.Inject(ctx, s.cfg.propagator, d.Headers))
+	orderingKey, lockIDs := s.orderingKey(d)
 	if d.DedupeKey == "" {
 		row, err := s.q.MessageInsert(ctx, db.MessageInsertParams{
-			NotifyChannel: wakeup.Channel, NotifyPayload: n.payload, Scope: s.scope, Lane: d.Lane, Target: d.Target,
-			Payload: d.Payload, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+			LockIDs: lockIDs, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload,
+			OrderingKey: orderingKey, Headers: hdrs, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+			NotifyChannel: wakeup.Channel, NotifyPayload: n.payload,
 		})
 		if err != nil {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
@@ -121,8 +126,9 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 	}
 	for range dedupeRetries {
 		row, err := s.q.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
-			NotifyChannel: wakeup.Channel, NotifyPayload: n.payload, Scope: s.scope, Lane: d.Lane, Target: d.Target,
-			Payload: d.Payload, DedupeKey: d.DedupeKey, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+			LockIDs: lockIDs, Scope: s.scope, Lane: d.Lane, Target: d.Target, Payload: d.Payload, DedupeKey: d.DedupeKey,
+			OrderingKey: orderingKey, Headers: hdrs, AvailableAt: availableAt, Now: now, MaxAttempts: d.maxAttempts(),
+			NotifyChannel: wakeup.Channel, NotifyPayload: n.payload,
 		})
 		if err == nil {
 			s.settle(ctx, n, row.Notified, true)
@@ -141,7 +147,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: reading the holder of dedupe key %q: %w", d.DedupeKey, err)
 		}
 		existing := toMessage(held.PgoutboxMessage)
-		if field := draftDiffers(d, existing, held.PayloadMatches); field != "" {
+		if field := s.draftDiffers(d, held.PgoutboxMessage, existing, held.PayloadMatches); field != "" {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w",
 				&ConflictError{DedupeKey: d.DedupeKey, Field: field, Existing: existing})
 		}
@@ -151,18 +157,38 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 }
 
 // draftDiffers names the first part of d that differs from the message
-// already holding its dedupe key, or returns "".
-func draftDiffers(d Draft, m Message, payloadMatches bool) string {
+// already holding its dedupe key, or returns "". Only what the producer set
+// counts: the stored row's available_at moves with nacks and redrives, so
+// the draft's AvailableAt is compared with the one the holder's producer
+// asked for.
+func (s *PostgresStore) draftDiffers(d Draft, row db.PgoutboxMessage, m Message, payloadMatches bool) string {
+	var requested time.Time
+	if row.RequestedAvailableAt != nil {
+		requested = *row.RequestedAvailableAt
+	}
 	switch {
 	case !payloadMatches:
 		return "payload"
 	case int(d.maxAttempts()) != m.MaxAttempts:
 		return "max_attempts"
-	case !d.AvailableAt.IsZero() && !d.AvailableAt.Truncate(time.Microsecond).Equal(m.AvailableAt):
+	case d.OrderingKey != m.OrderingKey:
+		return "ordering_key"
+	case !headers.SameDraft(d.Headers, m.Headers, s.cfg.propagator):
+		return "headers"
+	case !d.AvailableAt.IsZero() && !d.AvailableAt.Truncate(time.Microsecond).Equal(requested):
 		// Postgres keeps microseconds; pgx truncates to them when it encodes.
 		return "available_at"
 	}
 	return ""
+}
+
+// orderingKey returns d's ordering key as the insert takes it, and the
+// advisory lock it is inserted under (none for an unkeyed draft).
+func (s *PostgresStore) orderingKey(d Draft) (*string, []int64) {
+	if d.OrderingKey == "" {
+		return nil, []int64{}
+	}
+	return &d.OrderingKey, []int64{keylock.ID(keylock.Ordering, s.scope, d.Lane, d.Target, d.OrderingKey)}
 }
 
 // Claim takes up to r.Limit messages of r.Lane and r.Target that are pending
@@ -192,38 +218,39 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 		return nil, nil, fmt.Errorf("outbox: claim: %w", verr)
 	}
 	key := wakeup.Key(s.scope, r.Lane, r.Target)
-	afterAt, afterID, fromCursor := s.cfg.cursors.start(key, r.Limit)
-	claimed, keys, held, err := s.claim(ctx, r, r.Limit, afterAt, afterID, ackIDs, ackTokens)
+	start := s.cfg.cursors.start(key, r.Limit)
+	claimed, keys, held, err := s.claim(ctx, r, r.Limit, start, ackIDs, ackTokens)
 	if err != nil {
 		return nil, nil, err
 	}
 	acked = make([]bool, len(acks))
 	markHeld(acked, index, ackIDs, ackTokens, held)
-	if fromCursor && len(claimed) < r.Limit {
+	if start.fromCursor && len(claimed) < r.Limit {
 		// The backlog behind the cursor is drained: scan from the start
 		// once, for messages that became due behind it.
-		at, id := scanFromStart()
-		more, moreKeys, _, err := s.claim(ctx, r, r.Limit-len(claimed), at, id, nil, nil)
+		full := start.rescan()
+		more, moreKeys, _, err := s.claim(ctx, r, r.Limit-len(claimed), full, nil, nil)
 		if err != nil {
 			// The first statement committed: its claims and acks stand and
 			// the caller must get them, or they would sit claimed by nobody
 			// until their lease ends. The next claim scans from the start.
 			s.cfg.logger.WarnContext(ctx, "outbox: claim: follow-up scan from the start failed",
 				"lane", r.Lane, "target", r.Target, "error", err)
-			s.cfg.cursors.record(key, false, r.Limit, claimed, keys) // short: forgets the cursor
+			s.cfg.cursors.record(key, start, r.Limit, claimed, keys)
 			return claimed, acked, nil
 		}
-		fromCursor = false
+		start = full
 		claimed, keys = append(claimed, more...), append(keys, moreKeys...)
 		sortClaimed(claimed, keys)
 	}
-	s.cfg.cursors.record(key, fromCursor, r.Limit, claimed, keys)
+	s.cfg.cursors.record(key, start, r.Limit, claimed, keys)
 	return claimed, acked, nil
 }
 
-// claim runs one claim statement for up to limit messages, due ones taken
-// after (afterAt, afterID), acking the given claims on the way.
-func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, afterAt time.Time, afterID int64,
+// claim runs one claim statement for up to limit messages, unkeyed due ones
+// taken after the cursor's position and keyed heads from its key on, acking
+// the given claims on the way.
+func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, from cursorStart,
 	ackIDs []int64, ackTokens []pgtype.UUID,
 ) ([]Message, []int64, map[heldClaim]bool, error) {
 	params := db.MessageClaimParams{
@@ -233,8 +260,10 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, af
 		Lane:             r.Lane,
 		Target:           r.Target,
 		Max:              int32(limit), //nolint:gosec // validate bounds it by MaxClaimLimit
-		AfterAvailableAt: afterAt,
-		AfterID:          afterID,
+		AfterAvailableAt: from.at,
+		AfterID:          from.id,
+		AfterKey:         from.key,
+		ReleaseKeys:      s.cfg.releaseKeys,
 		AckIDs:           nonNilIDs(ackIDs),
 		AckTokens:        nonNilTokens(ackTokens),
 		ConsumerID:       r.ConsumerID,
@@ -351,7 +380,7 @@ func (s *PostgresStore) nack(ctx context.Context, id, claimToken, reason string,
 	}
 	status, err := s.q.MessageNack(ctx, db.MessageNackParams{
 		Now: s.now(), RetryAt: retryAt, RetryAfterMicros: afterMicros, LastError: validate.CleanReason(reason),
-		ID: key, Scope: s.scope, ClaimToken: token,
+		ID: key, Scope: s.scope, ClaimToken: token, ReleaseKeys: s.cfg.releaseKeys,
 	})
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):
@@ -378,6 +407,7 @@ func (s *PostgresStore) DeadLetter(ctx context.Context, id, claimToken, reason s
 	}
 	n, err := s.q.MessageDeadLetter(ctx, db.MessageDeadLetterParams{
 		Now: s.now(), LastError: validate.CleanReason(reason), ID: key, Scope: s.scope, ClaimToken: token,
+		ReleaseKeys: s.cfg.releaseKeys,
 	})
 	if err != nil {
 		return false, fmt.Errorf("outbox: dead-letter %s: %w", id, err)
@@ -407,7 +437,8 @@ func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, erro
 	after, _ := msgid.Parse(f.AfterID)
 	rows, err := s.q.MessageList(ctx, db.MessageListParams{
 		Scope: s.scope, Status: optional(string(f.Status)), Lane: optional(f.Lane), Target: optional(f.Target),
-		AfterID: after, Max: int32(limit), //nolint:gosec // ListLimit bounds it by MaxListLimit
+		OrderingKey: optional(f.OrderingKey),
+		AfterID:     after, Max: int32(limit), //nolint:gosec // ListLimit bounds it by MaxListLimit
 	})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list: %w", err)
@@ -478,12 +509,18 @@ func parseToken(s string) (pgtype.UUID, bool) {
 }
 
 func toMessage(r db.PgoutboxMessage) Message {
+	// The column holds what headers.Encode wrote; a value it cannot read
+	// was written by hand, and is shown as no headers rather than failing
+	// the whole read.
+	h, _ := headers.Decode(r.Headers)
 	m := Message{
 		ID:           msgid.Format(r.ID),
 		Lane:         r.Lane,
 		Target:       r.Target,
 		Payload:      r.Payload,
 		DedupeKey:    deref(r.DedupeKey),
+		OrderingKey:  deref(r.OrderingKey),
+		Headers:      h,
 		Status:       Status(r.Status),
 		AvailableAt:  r.AvailableAt,
 		AttemptCount: int(r.AttemptCount),

@@ -31,6 +31,14 @@ func (d Draft) validate() *ValidationError {
 			return err
 		}
 	}
+	if d.OrderingKey != "" {
+		if err := validate.Text("ordering_key", d.OrderingKey, MaxOrderingKeyBytes); err != nil {
+			return err
+		}
+	}
+	if err := validate.Headers(d.Headers); err != nil {
+		return err
+	}
 	if d.MaxAttempts < 0 {
 		return invalid("max_attempts", "must not be negative (0 means the default, %d), got %d", DefaultMaxAttempts, d.MaxAttempts)
 	}
@@ -98,6 +106,11 @@ func (f ListFilter) check() *ValidationError {
 	}
 	if f.Target != "" {
 		if err := validate.Name("target", f.Target, MaxTargetBytes); err != nil {
+			return err
+		}
+	}
+	if f.OrderingKey != "" {
+		if err := validate.Text("ordering_key", f.OrderingKey, MaxOrderingKeyBytes); err != nil {
 			return err
 		}
 	}

@@ -1,24 +1,42 @@
 -- name: MessageInsert :one
 -- Enqueue without a dedupe key: a plain insert, nothing can conflict.
 --
+-- A keyed message (@ordering_key set) is inserted under a transaction-scoped
+-- advisory lock on its key (@lock_ids, see internal/keylock), taken before
+-- its id is drawn: a second producer of the key waits until the first
+-- commits or rolls back, so within a key ids are drawn in commit order and a
+-- claim never sees a later message of a key while an earlier one may still
+-- commit. The lock CTE is scanned before the row is formed (the identity
+-- default is evaluated above it), so the lock is held before the id exists.
+-- Unkeyed messages pass no lock ids and take no lock.
+--
 -- With a @notify_payload the statement also signals relays LISTENing on
 -- @notify_channel (the store decides when to notify and what the payload
 -- says; see internal/wakeup). Postgres delivers the notification at commit,
 -- and only then, so a relay never wakes for a message it cannot yet see.
 -- The CTE is aliased as the table so sqlc returns the table's model.
-WITH inserted AS (
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest(@lock_ids::bigint[]) AS k(lock_id)
+),
+inserted AS (
     INSERT INTO pgoutbox_message (
-        scope, lane, target, payload, available_at, max_attempts, created_at, updated_at
-    ) VALUES (
-        @scope::text,
-        @lane::text,
-        @target::text,
-        @payload::jsonb,
-        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, statement_timestamp()),
-        @max_attempts::integer,
-        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
-        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+        scope, lane, target, payload, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
     )
+    SELECT @scope::text,
+           @lane::text,
+           @target::text,
+           @payload::jsonb,
+           sqlc.narg('ordering_key')::text,
+           sqlc.narg('headers')::jsonb,
+           coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, statement_timestamp()),
+           sqlc.narg('available_at')::timestamptz,
+           @max_attempts::integer,
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+    FROM locked l
+    WHERE l.n >= 0
     RETURNING *
 )
 SELECT sqlc.embed(pgoutbox_message),
@@ -35,21 +53,31 @@ FROM inserted AS pgoutbox_message;
 -- key is taken (and nothing is notified); the caller then reads the holder
 -- with MessageGetByDedupeKey. A concurrent insert of the same key waits here
 -- for the other transaction and then either inserts (the other rolled back)
--- or returns nothing.
-WITH inserted AS (
+-- or returns nothing. Keyed messages lock their ordering key first, as in
+-- MessageInsert; a deduplicated enqueue adds nothing to the key.
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest(@lock_ids::bigint[]) AS k(lock_id)
+),
+inserted AS (
     INSERT INTO pgoutbox_message (
-        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
-    ) VALUES (
-        @scope::text,
-        @lane::text,
-        @target::text,
-        @payload::jsonb,
-        @dedupe_key::text,
-        coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, statement_timestamp()),
-        @max_attempts::integer,
-        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
-        coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+        scope, lane, target, payload, dedupe_key, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
     )
+    SELECT @scope::text,
+           @lane::text,
+           @target::text,
+           @payload::jsonb,
+           @dedupe_key::text,
+           sqlc.narg('ordering_key')::text,
+           sqlc.narg('headers')::jsonb,
+           coalesce(sqlc.narg('available_at')::timestamptz, sqlc.narg('now')::timestamptz, statement_timestamp()),
+           sqlc.narg('available_at')::timestamptz,
+           @max_attempts::integer,
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+    FROM locked l
+    WHERE l.n >= 0
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING *
 )
@@ -64,34 +92,39 @@ FROM inserted AS pgoutbox_message;
 -- Enqueue a batch in one statement: one array per column, unnested in input
 -- order. Rows are inserted, and their ids drawn, in @ordinal order, so the
 -- rows that come back sorted by id line up with the drafts that were
--- inserted. '' in @dedupe_keys means no key; @has_available_at false means
--- now. Keys already taken (or repeated in the batch) insert nothing; the
--- caller reads their holders with MessageGetByDedupeKeys.
+-- inserted. '' in @dedupe_keys and @ordering_keys means no key, a NULL in
+-- @headers none; @has_available_at false means now. Keys already taken (or
+-- repeated in the batch) insert nothing; the caller reads their holders with
+-- MessageGetByDedupeKeys.
 --
 -- Before inserting, the statement takes transaction-scoped advisory locks on
--- @lock_ids (the batch's keys, ascending: see internal/keylock). Two batches
--- that share dedupe keys in another order would otherwise each insert some
--- keys and wait on the other's uncommitted rows for the rest: a deadlock.
--- Taken in one global order, the second batch waits for the first to commit
--- before inserting anything, then finds its keys held. The CTE is scanned
--- before the first row is formed, so every lock is held before any id is
--- drawn.
+-- @lock_ids: the batch's ordering keys (see MessageInsert) and dedupe keys,
+-- ascending (see internal/keylock). Two batches that share dedupe keys in
+-- another order would otherwise each insert some keys and wait on the
+-- other's uncommitted rows for the rest: a deadlock. Taken in one global
+-- order, the second batch waits for the first to commit before inserting
+-- anything, then finds its keys held. The CTE is scanned before the first
+-- row is formed, so every lock is held before any id is drawn.
 WITH locked AS (
     SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
     FROM unnest(@lock_ids::bigint[]) AS k(lock_id)
 ),
 inserted AS (
     INSERT INTO pgoutbox_message (
-        scope, lane, target, payload, dedupe_key, available_at, max_attempts, created_at, updated_at
+        scope, lane, target, payload, dedupe_key, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
     )
     SELECT @scope::text,
            d.lane,
            d.target,
            d.payload,
            nullif(d.dedupe_key, ''),
+           nullif(d.ordering_key, ''),
+           d.headers,
            CASE WHEN d.has_available_at THEN d.available_at
                 ELSE coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
            END,
+           CASE WHEN d.has_available_at THEN d.available_at END,
            d.max_attempts,
            coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
            coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
@@ -101,6 +134,8 @@ inserted AS (
                unnest(@targets::text[]) AS target,
                unnest(@payloads::jsonb[]) AS payload,
                unnest(@dedupe_keys::text[]) AS dedupe_key,
+               unnest(@ordering_keys::text[]) AS ordering_key,
+               unnest(@headers::jsonb[]) AS headers,
                unnest(@available_ats::timestamptz[]) AS available_at,
                unnest(@has_available_at::boolean[]) AS has_available_at,
                unnest(@max_attempts::integer[]) AS max_attempts,
@@ -165,14 +200,29 @@ WHERE id = @id::bigint
 -- name: MessageClaim :many
 -- Claims up to @max messages of one (scope, lane, target) in one statement.
 --
--- Candidates come from two index range scans, each locking with SKIP LOCKED so
--- that concurrent claimers pass over each other's rows instead of queueing:
---   expired: claimed rows whose lease ran out (their consumer died or stalled);
---   due:     pending rows whose time has come.
--- Both are ordered by (available_at, id) and merged, so the oldest work goes
--- first whichever state it is in. An expired row that has used all its
--- attempts is a poison message: it is dead-lettered here, in the same
--- statement, and never handed out again.
+-- Candidates come from three places, each locking with SKIP LOCKED so that
+-- concurrent claimers pass over each other's rows instead of queueing:
+--   expired: claimed rows whose lease ran out (their consumer died or
+--            stalled), keyed or not: an expired head is handed out again;
+--   due:     pending unkeyed rows whose time has come, oldest first;
+--   keyed:   the head of each ordering key, when it is pending and due.
+-- Expired and due are ordered by (available_at, id); all three are merged
+-- and the oldest @max taken. An expired row that has used all its attempts
+-- is a poison message: it is dead-lettered here, in the same statement, and
+-- never handed out again (a keyed one keeps holding its key as a dead letter
+-- unless @release_keys).
+--
+-- The head of an ordering key is its lowest-id message that still holds the
+-- key: pending, claimed, or a dead letter not released. So at most one
+-- message of a key is claimed at a time, in enqueue (id) order, and a nacked
+-- head (pending again, maybe not yet due), a claimed head or a dead head
+-- blocks only its own key. Heads are found by a loose index scan of
+-- pgoutbox_message_key_idx (key, then id): each step reads the first entry
+-- of the next key, never the messages queued behind a head, so a claim costs
+-- the keys it visits, not the depth of any key. The walk starts after
+-- @after_key (the claimer's last key: keys are served round robin, so a hot
+-- key cannot starve the others) and wraps around; it stops once it has found
+-- @max claimable heads, or has visited every key.
 --
 -- Each branch may lock up to @max rows; rows locked but not picked stay
 -- unchanged and are released when the statement's transaction ends. In the
@@ -185,18 +235,18 @@ WHERE id = @id::bigint
 -- one statement cannot both update a row (only one update would survive),
 -- and a holder whose lease ran out may still ack while nobody has claimed
 -- the message since. The ack rows are locked in id order (an index scan of
--- id = ANY). The claim
--- branches almost never wait, but SKIP LOCKED does not promise it: when a
--- candidate's updater commits at the instant the claim locks it, PostgreSQL
--- follows the row's update chain and waits for the next version's locker,
--- which can close a cycle with another claimer. The loser gets a deadlock
--- error with nothing done; the store runs the statement again.
+-- id = ANY). The claim branches almost never wait, but SKIP LOCKED does not
+-- promise it: when a candidate's updater commits at the instant the claim
+-- locks it, PostgreSQL follows the row's update chain and waits for the next
+-- version's locker, which can close a cycle with another claimer. The loser
+-- gets a deadlock error with nothing done; the store runs the statement
+-- again.
 --
 -- The clock is read once, in a CTE, so every row of one claim carries the same
 -- timestamps. The result holds the claimed rows (status 'claimed'), then the
 -- rows dead-lettered on the way (status 'dead_letter'), then the acked rows
 -- (status 'delivered').
-WITH clock AS (
+WITH RECURSIVE clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now,
            coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
                + sqlc.arg('lease_micros')::bigint * interval '1 microsecond' AS lease_until
@@ -228,6 +278,7 @@ due AS (
       AND m.lane = @lane::text
       AND m.target = @target::text
       AND m.status = 'pending'
+      AND m.ordering_key IS NULL
       AND m.available_at <= (SELECT k.now FROM clock k)
       -- The claimer's cursor: the last (available_at, id) it took from a
       -- backlog. Claimed rows leave dead entries at the head of the due
@@ -238,12 +289,95 @@ due AS (
     LIMIT @max::integer
     FOR UPDATE SKIP LOCKED
 ),
+-- Heads of the keys after @after_key, in key order.
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = @scope::text
+       AND m.lane = @lane::text
+       AND m.target = @target::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key > @after_key::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_after h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = @scope::text
+          AND m.lane = @lane::text
+          AND m.target = @target::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+-- Then, wrapping around, the heads of the keys up to @after_key.
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = @scope::text
+       AND m.lane = @lane::text
+       AND m.target = @target::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key <= @after_key::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_before h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = @scope::text
+          AND m.lane = @lane::text
+          AND m.target = @target::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+          AND m.ordering_key <= @after_key::text
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+-- The walk is read lazily: the second half runs only when the first found
+-- fewer than @max claimable heads.
+claimable_heads AS (
+    SELECT c.id
+    FROM (
+        (SELECT h.id FROM heads_after h
+         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+         LIMIT @max::integer)
+        UNION ALL
+        (SELECT h.id FROM heads_before h
+         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+         LIMIT @max::integer)
+    ) c
+    LIMIT @max::integer
+),
+keyed AS (
+    SELECT m.id AS candidate_id,
+           m.available_at AS candidate_available_at
+    FROM pgoutbox_message m
+    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
+      -- Rechecked on the row's latest version once it is locked.
+      AND m.status = 'pending'
+    FOR UPDATE SKIP LOCKED
+),
 picked AS (
     SELECT c.candidate_id
     FROM (
         SELECT e.candidate_id, e.candidate_available_at FROM expired e WHERE NOT e.exhausted
         UNION ALL
         SELECT d.candidate_id, d.candidate_available_at FROM due d
+        UNION ALL
+        SELECT y.candidate_id, y.candidate_available_at FROM keyed y
     ) c
     ORDER BY c.candidate_available_at, c.candidate_id
     LIMIT @max::integer
@@ -255,13 +389,15 @@ dead_lettered AS (
         claimed_by = NULL,
         claim_token = NULL,
         lease_expires_at = NULL,
+        ordering_key_released = @release_keys::boolean AND m.ordering_key IS NOT NULL,
         updated_at = k.now
     FROM expired e, clock k
     WHERE m.id = e.candidate_id
       AND e.exhausted
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
-              m.last_error, m.created_at, m.updated_at
+              m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
+              m.headers, m.requested_available_at
 ),
 acked AS (
     UPDATE pgoutbox_message m
@@ -279,7 +415,8 @@ acked AS (
     -- which of its receipts held.
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, a.token::uuid AS claim_token, m.lease_expires_at,
-              m.last_error, m.created_at, m.updated_at
+              m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
+              m.headers, m.requested_available_at
 ),
 claimed AS (
     UPDATE pgoutbox_message m
@@ -293,22 +430,26 @@ claimed AS (
     WHERE m.id = p.candidate_id
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
-              m.last_error, m.created_at, m.updated_at
+              m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
+              m.headers, m.requested_available_at
 )
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
-       last_error, created_at, updated_at
+       last_error, created_at, updated_at, ordering_key, ordering_key_released,
+       headers, requested_available_at
 FROM claimed
 UNION ALL
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
-       last_error, created_at, updated_at
+       last_error, created_at, updated_at, ordering_key, ordering_key_released,
+       headers, requested_available_at
 FROM dead_lettered
 UNION ALL
--- The claimer knows its acked messages: spare it their payloads.
+-- The claimer knows its acked messages: spare it their payloads and headers.
 SELECT id, scope, lane, target, 'null'::jsonb, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
-       last_error, created_at, updated_at
+       last_error, created_at, updated_at, ordering_key, ordering_key_released,
+       NULL::jsonb, requested_available_at
 FROM acked
 ORDER BY status, available_at, id;
 
@@ -317,8 +458,10 @@ ORDER BY status, available_at, id;
 -- message of one (scope, lane, target) that is not yet due becomes due. An
 -- idle relay sleeps until then instead of until its next poll: a NOTIFY
 -- fires at commit, before a delayed message is due, and nothing else would
--- wake the relay at its due time. One probe of the due index; no row when
--- nothing is scheduled.
+-- wake the relay at its due time. One probe of the unkeyed due index; no row
+-- when nothing is scheduled. Keyed messages scheduled for later are not
+-- looked at (finding the earliest would read every pending keyed message):
+-- they are found by the relay's next poll.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now
 )
@@ -328,6 +471,7 @@ WHERE m.scope = @scope::text
   AND m.lane = @lane::text
   AND m.target = @target::text
   AND m.status = 'pending'
+  AND m.ordering_key IS NULL
   AND m.available_at > k.now
 ORDER BY m.available_at
 LIMIT 1;
@@ -393,13 +537,15 @@ RETURNING m.id, a.token::uuid AS claim_token;
 
 -- name: MessageDeadLetter :execrows
 -- A permanent failure: the holder dead-letters the message at once, whatever
--- attempts it has left. Fenced like MessageAck.
+-- attempts it has left. Fenced like MessageAck. A keyed dead letter keeps
+-- holding its key (order is never broken silently) unless @release_keys.
 UPDATE pgoutbox_message
 SET status = 'dead_letter',
     last_error = @last_error::text,
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
+    ordering_key_released = @release_keys::boolean AND ordering_key IS NOT NULL,
     updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE id = @id::bigint
   AND scope = @scope::text
@@ -411,9 +557,12 @@ WHERE id = @id::bigint
 -- @retry_at, or @retry_after_micros after now (both NULL: now); one without
 -- goes to dead_letter, keeping its available_at as a record of when it was
 -- last due. A delay measured from the database's clock keeps backoff right
--- on hosts whose clocks are off. No row back means the claim was lost.
+-- on hosts whose clocks are off. No row back means the claim was lost. A
+-- keyed message stays the head of its key: pending until its retry time, or
+-- a dead letter that holds the key unless @release_keys.
 UPDATE pgoutbox_message
 SET status = CASE WHEN attempt_count >= max_attempts THEN 'dead_letter' ELSE 'pending' END,
+    ordering_key_released = attempt_count >= max_attempts AND @release_keys::boolean AND ordering_key IS NOT NULL,
     available_at = CASE
         WHEN attempt_count >= max_attempts THEN available_at
         ELSE coalesce(
@@ -434,15 +583,16 @@ WHERE id = @id::bigint
 RETURNING status;
 
 -- name: MessageList :many
--- Operator listing: optional status, lane and target filters, keyset
--- pagination by id (pass the last id of the previous page; 0 for the first),
--- oldest first. The caller caps @max.
+-- Operator listing: optional status, lane, target and ordering key filters,
+-- keyset pagination by id (pass the last id of the previous page; 0 for the
+-- first), oldest first. The caller caps @max.
 SELECT *
 FROM pgoutbox_message
 WHERE scope = @scope::text
   AND (sqlc.narg('status')::text IS NULL OR status = sqlc.narg('status')::text)
   AND (sqlc.narg('lane')::text IS NULL OR lane = sqlc.narg('lane')::text)
   AND (sqlc.narg('target')::text IS NULL OR target = sqlc.narg('target')::text)
+  AND (sqlc.narg('ordering_key')::text IS NULL OR ordering_key = sqlc.narg('ordering_key')::text)
   AND id > @after_id::bigint
 ORDER BY id
 LIMIT @max::integer;
@@ -451,10 +601,13 @@ LIMIT @max::integer;
 -- Sends dead letters back to pending with a fresh set of attempts, due now.
 -- Ids that are not dead letters of this scope are left alone; the caller
 -- compares the ids returned with the ids asked for. last_error stays as the
--- record of why the message died.
+-- record of why the message died. A keyed dead letter becomes the head of
+-- its key again (if it was released, it goes back to its place in the key,
+-- ahead of the key's later messages still waiting).
 UPDATE pgoutbox_message
 SET status = 'pending',
     attempt_count = 0,
+    ordering_key_released = false,
     available_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
     updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE id = ANY(@ids::bigint[])
@@ -470,6 +623,7 @@ RETURNING id;
 UPDATE pgoutbox_message m
 SET status = 'pending',
     attempt_count = 0,
+    ordering_key_released = false,
     available_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
     updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE m.id IN (
@@ -485,6 +639,21 @@ WHERE m.id IN (
     FOR UPDATE SKIP LOCKED
 )
 RETURNING m.id;
+
+-- name: MessageReleaseOrderingKey :many
+-- An operator releases an ordering key blocked by a dead letter: the dead
+-- letters of the key stop holding it, so its next message becomes the head.
+-- They stay dead letters (Redrive can still send them back).
+UPDATE pgoutbox_message
+SET ordering_key_released = true,
+    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+WHERE scope = @scope::text
+  AND lane = @lane::text
+  AND target = @target::text
+  AND ordering_key = @ordering_key::text
+  AND status = 'dead_letter'
+  AND NOT ordering_key_released
+RETURNING id;
 
 -- name: MessagePurge :one
 -- Deletes one batch of finished messages (status in @statuses) last
@@ -533,20 +702,32 @@ WHERE scope = @scope::text
 -- Per (lane, target): counts by status and the signals an operator watches.
 -- Each branch reads one partial index, so the cost follows the pending,
 -- in-flight and dead rows, not the delivered history: pending and the oldest
--- due time from pgoutbox_message_due_idx, claimed and expired leases from
--- pgoutbox_message_lease_idx, dead letters from
--- pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
+-- due time from pgoutbox_message_due_unkeyed_idx and pgoutbox_message_key_idx,
+-- claimed and expired leases from pgoutbox_message_lease_idx, dead letters
+-- from pgoutbox_message_dead_letter_idx. Delivered rows are counted only when
 -- @with_delivered is set, as that reads the whole table.
 WITH clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now
 ),
-pending AS (
+pending_parts AS (
     SELECT p.lane, p.target, count(*) AS n,
            count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
            min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
     FROM pgoutbox_message p
-    WHERE p.scope = @scope::text AND p.status = 'pending'
+    WHERE p.scope = @scope::text AND p.status = 'pending' AND p.ordering_key IS NULL
     GROUP BY p.lane, p.target
+    UNION ALL
+    SELECT p.lane, p.target, count(*) AS n,
+           count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
+           min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
+    FROM pgoutbox_message p
+    WHERE p.scope = @scope::text AND p.status = 'pending' AND p.ordering_key IS NOT NULL
+    GROUP BY p.lane, p.target
+),
+pending AS (
+    SELECT pp.lane, pp.target, sum(pp.n) AS n, sum(pp.due) AS due, min(pp.oldest_due) AS oldest_due
+    FROM pending_parts pp
+    GROUP BY pp.lane, pp.target
 ),
 claimed AS (
     SELECT c.lane, c.target, count(*) AS n,
@@ -595,24 +776,119 @@ ORDER BY k.lane COLLATE "C", k.target COLLATE "C";
 
 -- name: MessageLockDue :many
 -- Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
--- pending messages, oldest first, in the caller's transaction, and writes
--- nothing. The batch's outcome is written by MessageFinishLocked in the same
+-- pending messages in the caller's transaction, and writes nothing. The
+-- batch's outcome is written by MessageFinishLocked in the same
 -- transaction: one row version per message instead of two, and one commit
 -- per batch.
+--
+-- Keyed messages are taken as in MessageClaim: only the head of each key,
+-- found by the same walk, and a head locked by another batch holds its key
+-- (it is still pending, and the walk sees it as the head). Heads come first;
+-- unkeyed messages, oldest first, fill the rest of the batch. Locks are
+-- never taken beyond @max: a locked row that the batch did not return would
+-- stay locked, and undelivered, until the batch ends.
+WITH RECURSIVE
+-- Heads of the keys after @after_key, in key order.
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = @scope::text
+       AND m.lane = @lane::text
+       AND m.target = @target::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key > @after_key::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_after h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = @scope::text
+          AND m.lane = @lane::text
+          AND m.target = @target::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+-- Then, wrapping around, the heads of the keys up to @after_key.
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
+     FROM pgoutbox_message m
+     WHERE m.scope = @scope::text
+       AND m.lane = @lane::text
+       AND m.target = @target::text
+       AND m.ordering_key IS NOT NULL
+       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND m.ordering_key <= @after_key::text
+     ORDER BY m.ordering_key, m.id
+     LIMIT 1)
+    UNION ALL
+    SELECT n.ordering_key, n.id, n.status, n.available_at
+    FROM heads_before h
+    CROSS JOIN LATERAL (
+        SELECT m.ordering_key, m.id, m.status, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.scope = @scope::text
+          AND m.lane = @lane::text
+          AND m.target = @target::text
+          AND m.ordering_key IS NOT NULL
+          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND m.ordering_key > h.ordering_key
+          AND m.ordering_key <= @after_key::text
+        ORDER BY m.ordering_key, m.id
+        LIMIT 1
+    ) n
+),
+-- The walk is read lazily: the second half runs only when the first found
+-- fewer than @max claimable heads.
+claimable_heads AS (
+    SELECT c.id
+    FROM (
+        (SELECT h.id FROM heads_after h
+         WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+         LIMIT @max::integer)
+        UNION ALL
+        (SELECT h.id FROM heads_before h
+         WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+         LIMIT @max::integer)
+    ) c
+    LIMIT @max::integer
+),
+keyed AS (
+    SELECT m.id
+    FROM pgoutbox_message m
+    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
+      AND m.status = 'pending'
+      -- SKIP LOCKED does not skip rows this transaction already locked: a
+      -- second lock in the same batch names the first one's rows.
+      AND m.id <> ALL(@locked_ids::bigint[])
+    FOR UPDATE SKIP LOCKED
+),
+unkeyed AS (
+    SELECT m.id
+    FROM pgoutbox_message m
+    WHERE m.scope = @scope::text
+      AND m.lane = @lane::text
+      AND m.target = @target::text
+      AND m.status = 'pending'
+      AND m.ordering_key IS NULL
+      AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+      AND (m.available_at, m.id) > (sqlc.arg('after_available_at')::timestamptz, sqlc.arg('after_id')::bigint)
+      AND m.id <> ALL(@locked_ids::bigint[])
+    ORDER BY m.available_at, m.id
+    LIMIT greatest(sqlc.arg('max')::integer - (SELECT count(y.id) FROM keyed y), 0)
+    FOR UPDATE SKIP LOCKED
+)
 SELECT *
 FROM pgoutbox_message m
-WHERE m.scope = @scope::text
-  AND m.lane = @lane::text
-  AND m.target = @target::text
-  AND m.status = 'pending'
-  AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-  AND (m.available_at, m.id) > (sqlc.arg('after_available_at')::timestamptz, sqlc.arg('after_id')::bigint)
-  -- SKIP LOCKED does not skip rows this transaction already locked: a
-  -- second lock in the same batch names the first one's rows.
-  AND m.id <> ALL(@locked_ids::bigint[])
-ORDER BY m.available_at, m.id
-LIMIT @max::integer
-FOR UPDATE SKIP LOCKED;
+WHERE m.id IN (SELECT y.id FROM keyed y UNION ALL SELECT u.id FROM unkeyed u)
+ORDER BY m.available_at, m.id;
 
 -- name: MessageFinishLocked :many
 -- Writes the outcome of a locked batch: successes delivered; failures
@@ -640,6 +916,9 @@ SET status = CASE
         WHEN (@oks::boolean[])[array_position(@ids::bigint[], m.id)] THEN m.last_error
         ELSE (@reasons::text[])[array_position(@ids::bigint[], m.id)]
     END,
+    ordering_key_released = @release_keys::boolean AND m.ordering_key IS NOT NULL
+        AND NOT (@oks::boolean[])[array_position(@ids::bigint[], m.id)]
+        AND ((@permanents::boolean[])[array_position(@ids::bigint[], m.id)] OR m.attempt_count + 1 >= m.max_attempts),
     updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE m.id = ANY(@ids::bigint[])
   AND m.scope = @scope::text

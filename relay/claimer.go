@@ -75,7 +75,7 @@ func (c *claimLoop) run(ctx context.Context) {
 		}
 		gathering = time.Time{}
 		n := min(free, cfg.BatchSize)
-		msgs, err := c.claim(n)
+		msgs, ackedKeyed, err := c.claim(n)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -93,8 +93,10 @@ func (c *claimLoop) run(ctx context.Context) {
 		}
 		backlog = len(msgs) == n
 		c.backlog.Store(backlog)
-		if backlog {
-			continue // more may wait
+		if backlog || ackedKeyed {
+			// More may wait; or an ack just finished an ordering key's
+			// head, and the key's next message can go now.
+			continue
 		}
 		// Caught up: wait for a wake-up, a retry or a scheduled message
 		// falling due, the next poll, or the end.
@@ -105,8 +107,10 @@ func (c *claimLoop) run(ctx context.Context) {
 }
 
 // claim claims up to n messages, acking the successes waiting in the
-// completer with the same statement.
-func (c *claimLoop) claim(n int) ([]outbox.Message, error) {
+// completer with the same statement. ackedKeyed reports whether an ack
+// finished a keyed message: the claim could not see its key's next message
+// (one statement, one snapshot), so the next claim should come at once.
+func (c *claimLoop) claim(n int) (msgs []outbox.Message, ackedKeyed bool, err error) {
 	cfg := c.cfg
 	// A claim that shutdown interrupted could still commit on the server and
 	// leave messages claimed by nobody until their lease ends. So the claim
@@ -117,16 +121,16 @@ func (c *claimLoop) claim(n int) ([]outbox.Message, error) {
 	c.waiter.claiming()
 	msgs, acked, err := c.store.ClaimAndAck(claimCtx, outbox.ClaimRequest{
 		Lane: cfg.Lane, Target: cfg.Target, Limit: n, Lease: cfg.Lease, ConsumerID: cfg.ConsumerID,
-	}, acks)
+	}, acks.receipts())
 	if err != nil {
 		c.backlog.Store(false) // the completer flushes on its own until claims work again
 		c.done.giveBack(acks)
-		return nil, err
+		return nil, false, err
 	}
 	c.done.count(acked)
 	c.metrics.batch.Record(claimCtx, int64(len(msgs)), c.metrics.attrs)
 	c.metrics.add(claimCtx, c.metrics.claimed, len(msgs))
-	return msgs, nil
+	return msgs, acks.ackedKeyed(acked), nil
 }
 
 // nextDue asks the store how long until its next scheduled message falls

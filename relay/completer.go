@@ -23,7 +23,7 @@ type completer struct {
 	backlog *atomic.Bool // the claim loop is draining a backlog
 
 	mu      sync.Mutex
-	pending []outbox.Receipt
+	pending []pendingAck
 	closed  bool
 	kick    chan struct{} // pending grew (coalesced)
 	stop    chan struct{}
@@ -35,6 +35,39 @@ func newCompleter(base context.Context, cfg *Config, store Store, m *metrics, w 
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), stopped: make(chan struct{})}
 }
 
+// pendingAck is a success waiting to be acked.
+type pendingAck struct {
+	receipt outbox.Receipt
+	// keyed: the message has an ordering key, whose next message can be
+	// handed out once this ack commits.
+	keyed bool
+}
+
+// ackBatch is a batch of successes taken for one statement.
+type ackBatch []pendingAck
+
+func (b ackBatch) receipts() []outbox.Receipt {
+	if len(b) == 0 {
+		return nil
+	}
+	out := make([]outbox.Receipt, len(b))
+	for i, p := range b {
+		out[i] = p.receipt
+	}
+	return out
+}
+
+// ackedKeyed reports whether an ack of the batch that held finished a keyed
+// message.
+func (b ackBatch) ackedKeyed(held []bool) bool {
+	for i, p := range b {
+		if p.keyed && i < len(held) && held[i] {
+			return true
+		}
+	}
+	return false
+}
+
 // ack queues a success. After close (a handler that outlived the drain) the
 // success is dropped and the message returns after its lease.
 func (a *completer) ack(m outbox.Message) {
@@ -44,7 +77,7 @@ func (a *completer) ack(m outbox.Message) {
 		a.metrics.add(a.base, a.metrics.lost, 1)
 		return
 	}
-	a.pending = append(a.pending, m.Receipt())
+	a.pending = append(a.pending, pendingAck{receipt: m.Receipt(), keyed: m.OrderingKey != ""})
 	a.mu.Unlock()
 	a.poke()
 }
@@ -56,27 +89,27 @@ func (a *completer) poke() {
 	}
 }
 
-// take removes up to n pending receipts, oldest first.
-func (a *completer) take(n int) []outbox.Receipt {
+// take removes up to n pending successes, oldest first.
+func (a *completer) take(n int) ackBatch {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	n = min(n, len(a.pending))
 	if n == 0 {
 		return nil
 	}
-	out := make([]outbox.Receipt, n)
+	out := make(ackBatch, n)
 	copy(out, a.pending)
 	a.pending = append(a.pending[:0], a.pending[n:]...)
 	return out
 }
 
-// giveBack returns receipts a failed claim could not ack.
-func (a *completer) giveBack(rcs []outbox.Receipt) {
-	if len(rcs) == 0 {
+// giveBack returns successes a failed claim could not ack.
+func (a *completer) giveBack(b ackBatch) {
+	if len(b) == 0 {
 		return
 	}
 	a.mu.Lock()
-	a.pending = append(rcs, a.pending...)
+	a.pending = append(b, a.pending...)
 	a.mu.Unlock()
 	a.poke()
 }
@@ -156,14 +189,15 @@ func (a *completer) limits() (int, time.Duration) {
 // lease expiry (and delivered again).
 const ackAttempts = 3
 
-func (a *completer) flush(batch []outbox.Receipt) {
+func (a *completer) flush(batch ackBatch) {
 	var (
 		held []bool
 		err  error
 	)
+	receipts := batch.receipts()
 	for attempt := 1; attempt <= ackAttempts; attempt++ {
 		ctx, cancel := context.WithTimeout(a.base, a.cfg.StatementTimeout)
-		held, err = a.store.AckMany(ctx, batch)
+		held, err = a.store.AckMany(ctx, receipts)
 		cancel()
 		if err == nil {
 			break
@@ -178,6 +212,9 @@ func (a *completer) flush(batch []outbox.Receipt) {
 		return
 	}
 	a.count(held)
+	if batch.ackedKeyed(held) {
+		a.waiter.kick()
+	}
 }
 
 // count records the outcome of acks: true acked, false found the claim lost
@@ -211,6 +248,9 @@ func (a *completer) nack(m outbox.Message, res result) {
 			"retry_in", res.retryAfter, "error", res.err)
 	case outcome == outbox.NackDeadLettered:
 		a.metrics.add(ctx, a.metrics.deadLettered, 1)
+		if m.OrderingKey != "" {
+			a.waiter.kick() // a store that skips dead letters released the key
+		}
 		a.cfg.Logger.Warn("relay: delivery failed on the last attempt; dead-lettered", "id", m.ID,
 			"attempts", m.AttemptCount, "error", res.err)
 	default:
@@ -229,6 +269,9 @@ func (a *completer) deadLetter(m outbox.Message, cause error) {
 	case ok:
 		a.metrics.add(ctx, a.metrics.deadLettered, 1)
 		a.cfg.Logger.Warn("relay: permanent failure; dead-lettered", "id", m.ID, "error", cause)
+		if m.OrderingKey != "" {
+			a.waiter.kick() // a store that skips dead letters released the key
+		}
 	default:
 		a.metrics.add(ctx, a.metrics.lost, 1)
 	}

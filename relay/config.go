@@ -11,6 +11,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
@@ -128,6 +129,11 @@ type Config struct {
 	MeterProvider metric.MeterProvider
 	// TracerProvider, when set, gets a span per delivery. Default: no-op.
 	TracerProvider trace.TracerProvider
+	// Propagator reads the producer's trace context from a message's
+	// headers (see outbox.WithPropagator), and the delivery span continues
+	// that trace as a child of the producer's span. Default: W3C trace
+	// context and baggage, which is what an OpenTelemetry producer sends.
+	Propagator propagation.TextMapPropagator
 }
 
 // Limits on Config.
@@ -178,6 +184,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.TracerProvider == nil {
 		c.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if c.Propagator == nil {
+		c.Propagator = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
 	}
 	return c
 }

@@ -10,6 +10,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/pgoutbox/pgoutbox/outbox"
@@ -19,11 +20,12 @@ import (
 // it, so a delivery has the same span, metrics, panic recovery and outcome
 // rules whichever way the message was taken.
 type executor struct {
-	handler Handler
-	backoff Backoff
-	tracer  trace.Tracer
-	metrics *metrics
-	logger  *slog.Logger
+	handler    Handler
+	backoff    Backoff
+	tracer     trace.Tracer
+	propagator propagation.TextMapPropagator
+	metrics    *metrics
+	logger     *slog.Logger
 }
 
 // result is what a delivery came to.
@@ -35,7 +37,18 @@ type result struct {
 
 // run delivers m. ctx is the handler's context; the span and metrics are
 // recorded on it.
+//
+// The delivery span is a child of the producer's span when the message's
+// headers carry its trace context: every attempt of one message, retries
+// included, then shows in the producer's trace, as one story from the
+// enqueue to the last delivery. (OpenTelemetry's messaging conventions allow
+// a link instead, which suits batch processing; a relay delivers each
+// message on its own, and a link would leave each attempt in a trace of its
+// own.)
 func (x *executor) run(ctx context.Context, m outbox.Message) result {
+	if len(m.Headers) > 0 {
+		ctx = x.propagator.Extract(ctx, propagation.MapCarrier(m.Headers))
+	}
 	ctx, span := x.tracer.Start(ctx, "pgoutbox.deliver", trace.WithSpanKind(trace.SpanKindConsumer),
 		trace.WithAttributes(
 			attribute.String("pgoutbox.message.id", m.ID),

@@ -77,6 +77,15 @@ func (w *waiter) wait(ctx context.Context, due time.Duration) bool {
 	return true
 }
 
+// kick makes an idle relay claim again now: an ordering key's head was just
+// finished, and the key's next message can be handed out.
+func (w *waiter) kick() {
+	select {
+	case w.retry <- struct{}{}:
+	default:
+	}
+}
+
 // retryIn makes an idle relay claim again when a message it nacked falls
 // due after delay, rather than at its next poll (no notification announces a
 // retry). Retries due after the next poll need no timer.
@@ -91,10 +100,7 @@ func (w *waiter) retryIn(delay time.Duration) {
 		w.mu.Lock()
 		delete(w.timers, t)
 		w.mu.Unlock()
-		select {
-		case w.retry <- struct{}{}:
-		default:
-		}
+		w.kick()
 	})
 	w.timers[t] = struct{}{}
 }

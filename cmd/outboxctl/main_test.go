@@ -32,12 +32,14 @@ func TestMigrateCommands(t *testing.T) {
 		want string
 	}{
 		{[]string{"version"}, "0"},
-		{[]string{"up"}, "applied 00001_pgoutbox_message.sql"},
+		{[]string{"up-to", "2"}, "applied 00002_pgoutbox_ordering_headers.sql"},
+		{[]string{"version"}, "2"},
+		{[]string{"up"}, "applied 00003_pgoutbox_drop_due_idx.sql"},
 		{[]string{"up"}, "schema is up to date"},
-		{[]string{"version"}, "1"},
+		{[]string{"version"}, "3"},
 		{[]string{"status"}, "applied"},
-		{[]string{"down"}, "rolled back 00001_pgoutbox_message.sql"},
-		{[]string{"version"}, "0"},
+		{[]string{"down"}, "rolled back 00003_pgoutbox_drop_due_idx.sql"},
+		{[]string{"version"}, "2"},
 	}
 	for i, s := range steps {
 		args := append([]string{"migrate", "--database-url", d.URL}, s.args...)

@@ -11,8 +11,9 @@ import (
 
 func runMigrate(ctx context.Context, args []string, std stdio) error {
 	stdout, stderr := std.out, std.errOut
-	fs := newFlagSet("migrate", "migrate [flags] up|down|status|version\n\n"+
+	fs := newFlagSet("migrate", "migrate [flags] up|up-to VERSION|down|status|version\n\n"+
 		"  up       apply every pending migration (what outbox.Migrate does)\n"+
+		"  up-to N  apply the pending migrations up to version N (a rolling deploy)\n"+
 		"  down     roll back the most recent migration\n"+
 		"  status   list migrations and whether each is applied\n"+
 		"  version  print the current schema version", stderr)
@@ -20,15 +21,25 @@ func runMigrate(ctx context.Context, args []string, std stdio) error {
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
+	if fs.NArg() < 1 {
 		fs.Usage()
-		return usagef("want exactly one of up, down, status, version")
+		return usagef("want one of up, up-to, down, status, version")
 	}
 	action := fs.Arg(0)
+	var target int64
 	switch action {
 	case "up", "down", "status", "version":
+		if fs.NArg() != 1 {
+			return usagef("%s takes no arguments", action)
+		}
+	case "up-to":
+		v, err := strconv.ParseInt(fs.Arg(1), 10, 64)
+		if fs.NArg() != 2 || err != nil || v < 1 {
+			return usagef("up-to takes one version, a positive integer (got %q)", fs.Args()[1:])
+		}
+		target = v
 	default:
-		return usagef("unknown action %q: want up, down, status or version", action)
+		return usagef("unknown action %q: want up, up-to, down, status or version", action)
 	}
 	pool, err := connect(ctx, *url)
 	if err != nil {
@@ -42,8 +53,8 @@ func runMigrate(ctx context.Context, args []string, std stdio) error {
 		return err
 	}
 	switch action {
-	case "up":
-		results, err := p.Up(ctx)
+	case "up", "up-to":
+		results, err := outbox.Up(ctx, p, target)
 		if err != nil {
 			return err
 		}

@@ -37,8 +37,9 @@ func drafts(n int) []outbox.Draft {
 	return out
 }
 
-// A window measures what the server wrote in it: nearly nothing when idle,
-// at least a record per row inserted, and the table counters of its work
+// A window measures what the server wrote in it: at least a record per row
+// inserted (WAL is the whole server's: other test binaries may share it, so
+// an idle window is only checked to be measured), and the table counters of its work
 // (which a backend only reports when it flushes its statistics: the window
 // closes the sessions first, so the counts are exact).
 func TestWindowMeasuresWALAndEvidence(t *testing.T) {
@@ -57,8 +58,8 @@ func TestWindowMeasuresWALAndEvidence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !ev.WAL.Measured || !ev.WAL.RecordsKnown || ev.WAL.Bytes < 0 || ev.WAL.Bytes > 64<<10 {
-		t.Errorf("idle window: %+v, want measured and under 64 KiB", ev.WAL)
+	if !ev.WAL.Measured || !ev.WAL.RecordsKnown || ev.WAL.Bytes < 0 {
+		t.Errorf("idle window: %+v, want measured", ev.WAL)
 	}
 	if ev.Samples == 0 {
 		t.Errorf("idle window of 350ms took no wait-event sample")

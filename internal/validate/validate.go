@@ -9,8 +9,10 @@
 package validate
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 	"unicode"
@@ -25,6 +27,8 @@ const (
 	MaxTargetBytes      = 255
 	MaxDedupeKeyBytes   = 1024
 	MaxOrderingKeyBytes = 1024
+	MaxHeaderNameBytes  = 255
+	MaxHeadersBytes     = 64 << 10
 	MaxScopeBytes       = 512
 	MaxConsumerIDBytes  = 255
 	MaxPayloadBytes     = 64 << 20
@@ -162,6 +166,55 @@ func Receipt(id, claimToken string) *Error {
 		return Invalid("claim_token", "is required")
 	}
 	return nil
+}
+
+// Headers accepts headers whose names are not blank and at most
+// MaxHeaderNameBytes, whose names and values are valid UTF-8 without NUL
+// bytes (jsonb refuses \u0000 and cannot hold invalid UTF-8), and whose JSON
+// encoding is at most MaxHeadersBytes. A refusal names the header:
+// headers["traceparent"]. Names are checked in sorted order, so the same
+// headers always give the same error.
+func Headers(h map[string]string) *Error {
+	if len(h) == 0 {
+		return nil
+	}
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		field := fmt.Sprintf("headers[%q]", name)
+		switch {
+		case strings.TrimSpace(name) == "":
+			return Invalid(field, "the name must not be blank")
+		case len(name) > MaxHeaderNameBytes:
+			return Invalid(field, "the name must be at most %d bytes, got %d", MaxHeaderNameBytes, len(name))
+		case !utf8.ValidString(name) || !utf8.ValidString(h[name]):
+			return Invalid(field, "must be valid UTF-8")
+		case strings.IndexByte(name, 0) >= 0 || strings.IndexByte(h[name], 0) >= 0:
+			return Invalid(field, "must not contain NUL bytes")
+		}
+	}
+	encoded, err := json.Marshal(h)
+	if err != nil {
+		return Invalid("headers", "cannot be encoded as JSON: %v", err)
+	}
+	if len(encoded) > MaxHeadersBytes {
+		return Invalid("headers", "must be at most %d bytes encoded as a JSON object, got %d", MaxHeadersBytes, len(encoded))
+	}
+	return nil
+}
+
+// ReleaseKey accepts the lane, target and ordering key of a key release.
+func ReleaseKey(lane, target, key string) *Error {
+	if err := Name("lane", lane, MaxLaneBytes); err != nil {
+		return err
+	}
+	if err := Name("target", target, MaxTargetBytes); err != nil {
+		return err
+	}
+	return Text("ordering_key", key, MaxOrderingKeyBytes)
 }
 
 // BatchSize refuses a batch of more than MaxBatch items.
