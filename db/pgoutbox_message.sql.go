@@ -962,29 +962,118 @@ WHERE scope = $1::text
   AND ($2::text IS NULL OR status = $2::text)
   AND ($3::text IS NULL OR lane = $3::text)
   AND ($4::text IS NULL OR target = $4::text)
-  AND id > $5::bigint
+  AND ($5::text IS NULL OR dedupe_key = $5::text)
+  AND ($6::text = '' OR strpos(last_error, $6::text) > 0)
+  AND id > $7::bigint
 ORDER BY id
-LIMIT $6::integer
+LIMIT $8::integer
 `
 
 type MessageListParams struct {
-	Scope   string
-	Status  *string
-	Lane    *string
-	Target  *string
-	AfterID int64
-	Max     int32
+	Scope         string
+	Status        *string
+	Lane          *string
+	Target        *string
+	DedupeKey     *string
+	ErrorContains string
+	AfterID       int64
+	Max           int32
 }
 
-// Operator listing: optional status, lane and target filters, keyset
-// pagination by id (pass the last id of the previous page; 0 for the first),
-// oldest first. The caller caps @max.
+// Operator listing: optional status, lane, target, dedupe key and error-text
+// filters, keyset pagination by id (pass the last id of the previous page; 0
+// for the first), oldest first. The caller caps @max. It walks the primary
+// key, so it suits all statuses and delivered ones (the bulk of the table);
+// the store plans it per execution, so a dedupe key with its lane and target
+// uses the dedupe index. Pending, claimed and dead letters go through
+// MessageListLive instead.
 func (q *Queries) MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error) {
 	rows, err := q.db.Query(ctx, messageList,
 		arg.Scope,
 		arg.Status,
 		arg.Lane,
 		arg.Target,
+		arg.DedupeKey,
+		arg.ErrorContains,
+		arg.AfterID,
+		arg.Max,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []PgoutboxMessage{}
+	for rows.Next() {
+		var i PgoutboxMessage
+		if err := rows.Scan(
+			&i.ID,
+			&i.Scope,
+			&i.Lane,
+			&i.Target,
+			&i.Payload,
+			&i.DedupeKey,
+			&i.Status,
+			&i.AvailableAt,
+			&i.AttemptCount,
+			&i.MaxAttempts,
+			&i.ClaimedBy,
+			&i.ClaimToken,
+			&i.LeaseExpiresAt,
+			&i.LastError,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const messageListLive = `-- name: MessageListLive :many
+SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
+FROM pgoutbox_message
+WHERE scope = $1::text
+  AND status = $2::text
+  AND ($3::text IS NULL OR lane = $3::text)
+  AND ($4::text IS NULL OR target = $4::text)
+  AND ($5::text IS NULL OR dedupe_key = $5::text)
+  AND ($6::text = '' OR strpos(last_error, $6::text) > 0)
+  AND id > $7::bigint
+ORDER BY id + 0
+LIMIT $8::integer
+`
+
+type MessageListLiveParams struct {
+	Scope         string
+	Status        string
+	Lane          *string
+	Target        *string
+	DedupeKey     *string
+	ErrorContains string
+	AfterID       int64
+	Max           int32
+}
+
+// MessageList for one of the statuses with a partial index (pending, claimed,
+// dead_letter). Live rows are usually the newest, so an id-ordered walk of
+// the primary key would read the whole delivered history before reaching
+// them (290 ms on 1M delivered rows before the first of 100k pending). The
+// store plans it per execution, so the status is known and its partial index
+// serves the rows; `id + 0` keeps the planner from walking the primary key
+// for the order, and sorts the top @max instead: the cost follows that
+// status's rows (about 30 ms for 100k pending), never the history.
+func (q *Queries) MessageListLive(ctx context.Context, arg MessageListLiveParams) ([]PgoutboxMessage, error) {
+	rows, err := q.db.Query(ctx, messageListLive,
+		arg.Scope,
+		arg.Status,
+		arg.Lane,
+		arg.Target,
+		arg.DedupeKey,
+		arg.ErrorContains,
 		arg.AfterID,
 		arg.Max,
 	)

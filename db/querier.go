@@ -101,10 +101,23 @@ type Querier interface {
 	// one per (scope, lane, target): Postgres folds identical ones in a
 	// transaction.
 	MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error)
-	// Operator listing: optional status, lane and target filters, keyset
-	// pagination by id (pass the last id of the previous page; 0 for the first),
-	// oldest first. The caller caps @max.
+	// Operator listing: optional status, lane, target, dedupe key and error-text
+	// filters, keyset pagination by id (pass the last id of the previous page; 0
+	// for the first), oldest first. The caller caps @max. It walks the primary
+	// key, so it suits all statuses and delivered ones (the bulk of the table);
+	// the store plans it per execution, so a dedupe key with its lane and target
+	// uses the dedupe index. Pending, claimed and dead letters go through
+	// MessageListLive instead.
 	MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error)
+	// MessageList for one of the statuses with a partial index (pending, claimed,
+	// dead_letter). Live rows are usually the newest, so an id-ordered walk of
+	// the primary key would read the whole delivered history before reaching
+	// them (290 ms on 1M delivered rows before the first of 100k pending). The
+	// store plans it per execution, so the status is known and its partial index
+	// serves the rows; `id + 0` keeps the planner from walking the primary key
+	// for the order, and sorts the top @max instead: the cost follows that
+	// status's rows (about 30 ms for 100k pending), never the history.
+	MessageListLive(ctx context.Context, arg MessageListLiveParams) ([]PgoutboxMessage, error)
 	// Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
 	// pending messages, oldest first, in the caller's transaction, and writes
 	// nothing. The batch's outcome is written by MessageFinishLocked in the same

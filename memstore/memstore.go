@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -453,7 +454,9 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 	var ids []int64
 	for id, m := range st.rows {
 		if st.scopes[id] == s.scope && id > after && (f.Status == "" || m.Status == f.Status) &&
-			(f.Lane == "" || m.Lane == f.Lane) && (f.Target == "" || m.Target == f.Target) {
+			(f.Lane == "" || m.Lane == f.Lane) && (f.Target == "" || m.Target == f.Target) &&
+			(f.DedupeKey == "" || m.DedupeKey == f.DedupeKey) &&
+			(f.ErrorContains == "" || strings.Contains(m.LastError, f.ErrorContains)) {
 			ids = append(ids, id)
 		}
 	}

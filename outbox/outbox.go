@@ -198,6 +198,12 @@ type ListFilter struct {
 	// message with this id are returned (pass the last ID of the previous
 	// page). "" starts from the oldest.
 	AfterID string
+	// DedupeKey restricts the listing to the message holding this key; ""
+	// matches any. With Lane and Target it is one lookup in the dedupe index.
+	DedupeKey string
+	// ErrorContains keeps messages whose last error contains this text
+	// (case-sensitive); "" matches any.
+	ErrorContains string
 }
 
 // Store is the outbox contract. PostgresStore implements it.

@@ -372,10 +372,22 @@ func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, erro
 	}
 	limit, _ := listLimit(f.Limit)
 	after, _ := parseID(f.AfterID)
-	rows, err := s.q.MessageList(ctx, db.MessageListParams{
-		Scope: s.scope, Status: optional(string(f.Status)), Lane: optional(f.Lane), Target: optional(f.Target),
-		AfterID: after, Max: limit,
-	})
+	// Planned per execution (s.qf): the filters given are then constants, so
+	// the planner can use the partial and dedupe indexes they match.
+	var rows []db.PgoutboxMessage
+	var err error
+	switch f.Status {
+	case StatusPending, StatusClaimed, StatusDeadLetter:
+		rows, err = s.qf.MessageListLive(ctx, db.MessageListLiveParams{
+			Scope: s.scope, Status: string(f.Status), Lane: optional(f.Lane), Target: optional(f.Target),
+			DedupeKey: optional(f.DedupeKey), ErrorContains: f.ErrorContains, AfterID: after, Max: limit,
+		})
+	default:
+		rows, err = s.qf.MessageList(ctx, db.MessageListParams{
+			Scope: s.scope, Status: optional(string(f.Status)), Lane: optional(f.Lane), Target: optional(f.Target),
+			DedupeKey: optional(f.DedupeKey), ErrorContains: f.ErrorContains, AfterID: after, Max: limit,
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list: %w", err)
 	}

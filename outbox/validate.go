@@ -187,6 +187,16 @@ func (f ListFilter) check() *ValidationError {
 			return invalid("after_id", "%q is not a message id", f.AfterID)
 		}
 	}
+	if f.DedupeKey != "" {
+		if err := checkText("dedupe_key", f.DedupeKey, MaxDedupeKeyBytes); err != nil {
+			return err
+		}
+	}
+	if f.ErrorContains != "" {
+		if err := checkText("error_contains", f.ErrorContains, MaxErrorBytes); err != nil {
+			return err
+		}
+	}
 	_, err := listLimit(f.Limit)
 	return err
 }

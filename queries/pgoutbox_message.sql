@@ -379,17 +379,44 @@ WHERE id = @id::bigint
 RETURNING status;
 
 -- name: MessageList :many
--- Operator listing: optional status, lane and target filters, keyset
--- pagination by id (pass the last id of the previous page; 0 for the first),
--- oldest first. The caller caps @max.
+-- Operator listing: optional status, lane, target, dedupe key and error-text
+-- filters, keyset pagination by id (pass the last id of the previous page; 0
+-- for the first), oldest first. The caller caps @max. It walks the primary
+-- key, so it suits all statuses and delivered ones (the bulk of the table);
+-- the store plans it per execution, so a dedupe key with its lane and target
+-- uses the dedupe index. Pending, claimed and dead letters go through
+-- MessageListLive instead.
 SELECT *
 FROM pgoutbox_message
 WHERE scope = @scope::text
   AND (sqlc.narg('status')::text IS NULL OR status = sqlc.narg('status')::text)
   AND (sqlc.narg('lane')::text IS NULL OR lane = sqlc.narg('lane')::text)
   AND (sqlc.narg('target')::text IS NULL OR target = sqlc.narg('target')::text)
+  AND (sqlc.narg('dedupe_key')::text IS NULL OR dedupe_key = sqlc.narg('dedupe_key')::text)
+  AND (@error_contains::text = '' OR strpos(last_error, @error_contains::text) > 0)
   AND id > @after_id::bigint
 ORDER BY id
+LIMIT @max::integer;
+
+-- name: MessageListLive :many
+-- MessageList for one of the statuses with a partial index (pending, claimed,
+-- dead_letter). Live rows are usually the newest, so an id-ordered walk of
+-- the primary key would read the whole delivered history before reaching
+-- them (290 ms on 1M delivered rows before the first of 100k pending). The
+-- store plans it per execution, so the status is known and its partial index
+-- serves the rows; `id + 0` keeps the planner from walking the primary key
+-- for the order, and sorts the top @max instead: the cost follows that
+-- status's rows (about 30 ms for 100k pending), never the history.
+SELECT *
+FROM pgoutbox_message
+WHERE scope = @scope::text
+  AND status = @status::text
+  AND (sqlc.narg('lane')::text IS NULL OR lane = sqlc.narg('lane')::text)
+  AND (sqlc.narg('target')::text IS NULL OR target = sqlc.narg('target')::text)
+  AND (sqlc.narg('dedupe_key')::text IS NULL OR dedupe_key = sqlc.narg('dedupe_key')::text)
+  AND (@error_contains::text = '' OR strpos(last_error, @error_contains::text) > 0)
+  AND id > @after_id::bigint
+ORDER BY id + 0
 LIMIT @max::integer;
 
 -- name: MessageRedriveByIDs :many
