@@ -9,6 +9,28 @@ import (
 )
 
 type Querier interface {
+	// The scope's dead letters grouped by lane, target and last error, largest
+	// group first, for the dead-letter page. Reads the dead-letter partial index
+	// (and each dead row once for its error): dead letters are few by nature.
+	DashboardDeadLetterGroups(ctx context.Context, arg DashboardDeadLetterGroupsParams) ([]DashboardDeadLetterGroupsRow, error)
+	// Messages enqueued since the sampler's last look (id above @after_id), by
+	// scope, lane and target, in every scope or in @scope only. A range scan of
+	// the primary key over the new rows: its cost follows the enqueue rate, not
+	// the table's history. The sampler derives deliveries from it (see
+	// dashboard/sampler.go), so nothing is written on the ack path.
+	DashboardEnqueuedSince(ctx context.Context, arg DashboardEnqueuedSinceParams) ([]DashboardEnqueuedSinceRow, error)
+	// The newest message id (a single probe at the primary key's end): where the
+	// sampler starts counting enqueued messages.
+	DashboardMaxID(ctx context.Context) (int64, error)
+	// Read-only statements of the operator dashboard (package dashboard). None of
+	// them runs on the claim, ack or nack path, and none writes.
+	// The scopes that hold pending, claimed or dead messages, found with a loose
+	// index scan: one probe per distinct scope into each partial index (scope is
+	// every index's first column), so the cost follows the number of scopes,
+	// never the number of rows. Scopes that hold only delivered history are not
+	// listed: they have nothing to show but history. This is the one statement
+	// that reads across scopes, as listing them is its purpose; @max bounds it.
+	DashboardScopes(ctx context.Context, max int32) ([]string, error)
 	// Fenced by the claim token: only the current holder can complete a message.
 	// A holder whose lease has expired still succeeds as long as nobody has
 	// claimed the message since; the work is done, and acking spares a redelivery.
