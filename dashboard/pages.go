@@ -111,14 +111,14 @@ func selectorPath(path string) string {
 
 func (d *Dashboard) parseTemplates() (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
-		"link":   d.link,
-		"local":  func(path string, kv ...string) string { return strings.TrimPrefix(d.link(path, kv...), d.cfg.BasePath) },
-		"time":   fmtTime,
-		"ago":    ago,
-		"age":    shortAge,
-		"num":    fmtInt,
-		"rate":   fmtRate,
-		"clip":   clip,
+		"link":      d.link,
+		"local":     func(path string, kv ...string) string { return strings.TrimPrefix(d.link(path, kv...), d.cfg.BasePath) },
+		"time":      fmtTime,
+		"ago":       ago,
+		"age":       shortAge,
+		"num":       fmtInt,
+		"rate":      fmtRate,
+		"clip":      clip,
 		"scopename": scopeLabel,
 	}
 	out := map[string]*template.Template{}
@@ -271,14 +271,14 @@ func (d *Dashboard) overviewJSON(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	type rowJSON struct {
-		Lane               string  `json:"lane"`
-		Target             string  `json:"target"`
-		Pending            int64   `json:"pending"`
-		Due                int64   `json:"due"`
-		OldestDueSeconds   float64 `json:"oldest_due_seconds"`
-		Claimed            int64   `json:"claimed"`
-		ExpiredLeases      int64   `json:"expired_leases"`
-		DeadLetters        int64   `json:"dead_letters"`
+		Lane               string   `json:"lane"`
+		Target             string   `json:"target"`
+		Pending            int64    `json:"pending"`
+		Due                int64    `json:"due"`
+		OldestDueSeconds   float64  `json:"oldest_due_seconds"`
+		Claimed            int64    `json:"claimed"`
+		ExpiredLeases      int64    `json:"expired_leases"`
+		DeadLetters        int64    `json:"dead_letters"`
 		DeliveredPerSecond *float64 `json:"delivered_per_second"`
 	}
 	type pointJSON struct {
