@@ -161,7 +161,7 @@ func redriveGroup(ctx context.Context, st *outbox.PostgresStore, lane, target, e
 	}
 	f := outbox.ListFilter{Status: outbox.StatusDeadLetter, Lane: lane, Target: target, ErrorContains: contains, Limit: outbox.MaxListLimit}
 	if lane == "" || target == "" {
-		return outbox.RedriveResult{}, fmt.Errorf("redrive group: %w", outbox.ErrValidation)
+		return outbox.RedriveResult{}, fmt.Errorf("%w: redrive a group: give its lane and target", outbox.ErrValidation)
 	}
 	var ids []string
 	for {

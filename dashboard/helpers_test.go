@@ -263,3 +263,9 @@ func (f *fixture) countStatus(st *outbox.PostgresStore, status outbox.Status) in
 		after = l[len(l)-1].ID
 	}
 }
+
+func testContext(t testing.TB) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	return ctx, cancel
+}
