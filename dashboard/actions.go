@@ -74,7 +74,7 @@ func (d *Dashboard) back(w http.ResponseWriter, r *http.Request, fallback, notic
 	q.Set("notice", notice)
 	q.Set("sig", d.noticeSig(notice))
 	u.RawQuery = q.Encode()
-	http.Redirect(w, r, d.cfg.BasePath+u.String(), http.StatusSeeOther)
+	http.Redirect(w, r, d.cfg.BasePath+u.String(), http.StatusSeeOther) //nolint:gosec // to is a local path (localPath) or the fallback
 }
 
 // localPath accepts paths within the dashboard only, never another host
@@ -310,7 +310,7 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 	}
 	d.setSession(w, r, who)
 	d.audit(r, operator{Name: who, Via: "login"}, "sign_in")
-	http.Redirect(w, r, d.cfg.BasePath+next, http.StatusSeeOther)
+	http.Redirect(w, r, d.cfg.BasePath+next, http.StatusSeeOther) //nolint:gosec // next is a local path (localPath) or /
 }
 
 func (d *Dashboard) logout(w http.ResponseWriter, r *http.Request) {

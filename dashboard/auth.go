@@ -116,14 +116,16 @@ func (d *Dashboard) checkNotice(text, sig string) bool {
 
 func (d *Dashboard) setSession(w http.ResponseWriter, r *http.Request, name string) {
 	expires := time.Now().Add(SessionLifetime)
-	http.SetCookie(w, &http.Cookie{
+	// Secure only over TLS: outboxctl serve speaks plain HTTP on loopback.
+	http.SetCookie(w, &http.Cookie{ //nolint:gosec // HttpOnly and SameSite=Strict always; Secure whenever the request came over TLS
 		Name: sessionCookie, Value: d.newSession(name, expires), Path: d.cookiePath(),
 		Expires: expires, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})
 }
 
 func (d *Dashboard) clearSession(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{
+	// Secure only over TLS: outboxctl serve speaks plain HTTP on loopback.
+	http.SetCookie(w, &http.Cookie{ //nolint:gosec // HttpOnly and SameSite=Strict always; Secure whenever the request came over TLS
 		Name: sessionCookie, Value: "", Path: d.cookiePath(), MaxAge: -1,
 		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
 	})

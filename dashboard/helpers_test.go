@@ -221,7 +221,7 @@ func (f *fixture) do(method, path string, req request) (*http.Response, string) 
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	defer res.Body.Close()
+	defer func() { _ = res.Body.Close() }()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
 		f.t.Fatal(err)

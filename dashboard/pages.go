@@ -64,7 +64,7 @@ func (d *Dashboard) newPage(r *http.Request, title, nav string) page {
 	if v := r.URL.Query().Get("scope"); v != "" {
 		p.Scope = v
 	}
-	latest, lastErr, errAt := d.sampler.state()
+	latest, errAt, lastErr := d.sampler.state()
 	if !d.fixed {
 		p.Scopes = []string{""}
 		if latest != nil {
@@ -293,7 +293,7 @@ func (d *Dashboard) overviewJSON(w http.ResponseWriter, r *http.Request) {
 		History   []pointJSON `json:"history"`
 		Error     string      `json:"sample_error,omitempty"`
 	}{Scope: scope, Rows: []rowJSON{}, History: []pointJSON{}}
-	latest, lastErr, _ := d.sampler.state()
+	latest, _, lastErr := d.sampler.state()
 	if lastErr != nil {
 		out.Error = lastErr.Error()
 	}

@@ -101,10 +101,10 @@ func (s *sampler) history() []*sample {
 	return append(out, s.ring[:s.next]...)
 }
 
-func (s *sampler) state() (latest *sample, lastErr error, errAt time.Time) {
+func (s *sampler) state() (latest *sample, errAt time.Time, lastErr error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return s.latest, s.lastErr, s.errAt
+	return s.latest, s.errAt, s.lastErr
 }
 
 // Run samples the outbox every SampleInterval (and soon after each write

@@ -17,7 +17,7 @@ import (
 // defaultTokenEnv is where serve reads the operator token from unless
 // --token-env names another variable. Secrets never travel as flag values,
 // which any user of the machine can read in the process list.
-const defaultTokenEnv = "OUTBOXCTL_DASHBOARD_TOKEN"
+const defaultTokenEnv = "OUTBOXCTL_DASHBOARD_TOKEN" //nolint:gosec // the name of an environment variable, not a credential
 
 func runServe(ctx context.Context, args []string, std stdio) error {
 	fs := newFlagSet("serve", "serve [flags]\n\nServes the web dashboard until interrupted. Read-only unless --enable-writes; writes need the\n"+
@@ -55,7 +55,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return usagef("cannot listen on %s: %v", *addr, err)
 	}
-	defer ln.Close()
+	defer func() { _ = ln.Close() }()
 
 	pool, err := connect(ctx, *url)
 	if err != nil {
@@ -73,7 +73,7 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if err != nil {
 		return usageError{err}
 	}
-	defer d.Close()
+	defer func() { _ = d.Close() }()
 
 	ctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -112,7 +112,9 @@ func runServe(ctx context.Context, args []string, std stdio) error {
 	if serr := srv.Shutdown(shutdown); serr != nil && err == nil {
 		err = serr
 	}
-	<-sampled
+	if serr := <-sampled; serr != nil && err == nil {
+		err = serr
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}

@@ -67,7 +67,7 @@ func TestServeDashboard(t *testing.T) {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
+		_ = res.Body.Close()
 		if body = string(b); res.StatusCode == http.StatusOK && strings.Contains(body, "order_webhook") {
 			break
 		}
@@ -79,7 +79,7 @@ func TestServeDashboard(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res.Body.Close()
+	_ = res.Body.Close()
 	if res.StatusCode != http.StatusUnauthorized {
 		t.Errorf("purge without the token: %d", res.StatusCode)
 	}
