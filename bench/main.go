@@ -12,9 +12,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -155,6 +157,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	md := r.markdown()
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
+		old, err := os.ReadFile(o.out)
+		if err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			return err
+		}
+		// Sections measured by other benchmarks (the dashboard's) live in the
+		// same file between keep markers; the new report carries them over.
+		md += keptSections(string(old))
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil { //nolint:gosec // a report for the repository, world-readable like its other files
 			return err
 		}
