@@ -1034,17 +1034,23 @@ func (q *Queries) MessageList(ctx context.Context, arg MessageListParams) ([]Pgo
 }
 
 const messageListLive = `-- name: MessageListLive :many
-SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at
-FROM pgoutbox_message
-WHERE scope = $1::text
-  AND status = $2::text
-  AND ($3::text IS NULL OR lane = $3::text)
-  AND ($4::text IS NULL OR target = $4::text)
-  AND ($5::text IS NULL OR dedupe_key = $5::text)
-  AND ($6::text = '' OR strpos(last_error, $6::text) > 0)
-  AND id > $7::bigint
-ORDER BY id + 0
-LIMIT $8::integer
+SELECT m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at, m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at, m.last_error, m.created_at, m.updated_at
+FROM pgoutbox_message m
+WHERE m.id IN (
+    SELECT p.id
+    FROM pgoutbox_message p
+    WHERE p.scope = $1::text
+      AND p.status = $2::text
+      AND ($3::text IS NULL OR p.lane = $3::text)
+      AND ($4::text IS NULL OR p.target = $4::text)
+      AND ($5::text IS NULL OR p.dedupe_key = $5::text)
+      AND ($6::text = '' OR strpos(p.last_error, $6::text) > 0)
+      AND p.id > $7::bigint
+    ORDER BY p.id + 0
+    LIMIT $8::integer
+)
+  AND m.status = $2::text
+ORDER BY m.id
 `
 
 type MessageListLiveParams struct {
@@ -1064,8 +1070,10 @@ type MessageListLiveParams struct {
 // them (290 ms on 1M delivered rows before the first of 100k pending). The
 // store plans it per execution, so the status is known and its partial index
 // serves the rows; `id + 0` keeps the planner from walking the primary key
-// for the order, and sorts the top @max instead: the cost follows that
-// status's rows (about 30 ms for 100k pending), never the history.
+// for the order and sorts the top @max ids instead, reading only the index
+// when the filters are lane and target (an index-only scan: 25 ms for 100k
+// pending, against 75 ms for whole rows); the page's rows are fetched by id
+// afterwards. The cost follows that status's rows, never the history.
 func (q *Queries) MessageListLive(ctx context.Context, arg MessageListLiveParams) ([]PgoutboxMessage, error) {
 	rows, err := q.db.Query(ctx, messageListLive,
 		arg.Scope,

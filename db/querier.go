@@ -137,8 +137,10 @@ type Querier interface {
 	// them (290 ms on 1M delivered rows before the first of 100k pending). The
 	// store plans it per execution, so the status is known and its partial index
 	// serves the rows; `id + 0` keeps the planner from walking the primary key
-	// for the order, and sorts the top @max instead: the cost follows that
-	// status's rows (about 30 ms for 100k pending), never the history.
+	// for the order and sorts the top @max ids instead, reading only the index
+	// when the filters are lane and target (an index-only scan: 25 ms for 100k
+	// pending, against 75 ms for whole rows); the page's rows are fetched by id
+	// afterwards. The cost follows that status's rows, never the history.
 	MessageListLive(ctx context.Context, arg MessageListLiveParams) ([]PgoutboxMessage, error)
 	// Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
 	// pending messages, oldest first, in the caller's transaction, and writes

@@ -405,19 +405,27 @@ LIMIT @max::integer;
 -- them (290 ms on 1M delivered rows before the first of 100k pending). The
 -- store plans it per execution, so the status is known and its partial index
 -- serves the rows; `id + 0` keeps the planner from walking the primary key
--- for the order, and sorts the top @max instead: the cost follows that
--- status's rows (about 30 ms for 100k pending), never the history.
-SELECT *
-FROM pgoutbox_message
-WHERE scope = @scope::text
-  AND status = @status::text
-  AND (sqlc.narg('lane')::text IS NULL OR lane = sqlc.narg('lane')::text)
-  AND (sqlc.narg('target')::text IS NULL OR target = sqlc.narg('target')::text)
-  AND (sqlc.narg('dedupe_key')::text IS NULL OR dedupe_key = sqlc.narg('dedupe_key')::text)
-  AND (@error_contains::text = '' OR strpos(last_error, @error_contains::text) > 0)
-  AND id > @after_id::bigint
-ORDER BY id + 0
-LIMIT @max::integer;
+-- for the order and sorts the top @max ids instead, reading only the index
+-- when the filters are lane and target (an index-only scan: 25 ms for 100k
+-- pending, against 75 ms for whole rows); the page's rows are fetched by id
+-- afterwards. The cost follows that status's rows, never the history.
+SELECT m.*
+FROM pgoutbox_message m
+WHERE m.id IN (
+    SELECT p.id
+    FROM pgoutbox_message p
+    WHERE p.scope = @scope::text
+      AND p.status = @status::text
+      AND (sqlc.narg('lane')::text IS NULL OR p.lane = sqlc.narg('lane')::text)
+      AND (sqlc.narg('target')::text IS NULL OR p.target = sqlc.narg('target')::text)
+      AND (sqlc.narg('dedupe_key')::text IS NULL OR p.dedupe_key = sqlc.narg('dedupe_key')::text)
+      AND (@error_contains::text = '' OR strpos(p.last_error, @error_contains::text) > 0)
+      AND p.id > @after_id::bigint
+    ORDER BY p.id + 0
+    LIMIT @max::integer
+)
+  AND m.status = @status::text
+ORDER BY m.id;
 
 -- name: MessageRedriveByIDs :many
 -- Sends dead letters back to pending with a fresh set of attempts, due now.
