@@ -35,8 +35,10 @@ lint:
 	cd bench && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod golangci-lint run ./...
 
 ## test: unit and integration tests on real PostgreSQL (a Testcontainers
-## container, or the server $OUTBOX_TEST_DATABASE_URL names)
+## container, or the server $OUTBOX_TEST_DATABASE_URL names) and the
+## dashboard's test in headless Chromium (installed from Debian if missing)
 test:
+	@scripts/install-test-deps.sh
 	@if [ -z "$${OUTBOX_TEST_DATABASE_URL:-}" ]; then \
 		image="$$(scripts/postgres-image.sh)"; \
 		echo "PostgreSQL image: $$image"; \

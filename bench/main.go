@@ -17,6 +17,7 @@ package main
 import (
 	"context"
 	"embed"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -184,6 +185,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	md := r.markdown()
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
+		old, err := os.ReadFile(o.out)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		// Sections measured by other benchmarks (the dashboard's) live in the
+		// same file between keep markers; the new report carries them over.
+		md += keptSections(string(old))
 		if err := os.WriteFile(o.out, []byte(md), 0o644); err != nil { //nolint:gosec // a report for the repository, world-readable like its other files
 			return err
 		}

@@ -9,6 +9,28 @@ import (
 )
 
 type Querier interface {
+	// The scope's dead letters grouped by lane, target and last error, largest
+	// group first, for the dead-letter page. Reads the dead-letter partial index
+	// (and each dead row once for its error): dead letters are few by nature.
+	DashboardDeadLetterGroups(ctx context.Context, arg DashboardDeadLetterGroupsParams) ([]DashboardDeadLetterGroupsRow, error)
+	// Messages enqueued since the sampler's last look (id above @after_id), by
+	// scope, lane and target, in every scope or in @scope only. A range scan of
+	// the primary key over the new rows: its cost follows the enqueue rate, not
+	// the table's history. The sampler derives deliveries from it (see
+	// dashboard/sampler.go), so nothing is written on the ack path.
+	DashboardEnqueuedSince(ctx context.Context, arg DashboardEnqueuedSinceParams) ([]DashboardEnqueuedSinceRow, error)
+	// The newest message id (a single probe at the primary key's end): where the
+	// sampler starts counting enqueued messages.
+	DashboardMaxID(ctx context.Context) (int64, error)
+	// Read-only statements of the operator dashboard (package dashboard). None of
+	// them runs on the claim, ack or nack path, and none writes.
+	// The scopes that hold pending, claimed or dead messages, found with a loose
+	// index scan: one probe per distinct scope into each partial index (scope is
+	// every index's first column), so the cost follows the number of scopes,
+	// never the number of rows. Scopes that hold only delivered history are not
+	// listed: they have nothing to show but history. This is the one statement
+	// that reads across scopes, as listing them is its purpose; @max bounds it.
+	DashboardScopes(ctx context.Context, max int32) ([]string, error)
 	// Fenced by the claim token: only the current holder can complete a message.
 	// A holder whose lease has expired still succeeds as long as nobody has
 	// claimed the message since; the work is done, and acking spares a redelivery.
@@ -148,10 +170,26 @@ type Querier interface {
 	// lane and target it wants to wake), sent once, and only when the statement
 	// inserted something: a fully deduplicated batch notifies nobody.
 	MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error)
-	// Operator listing: optional status, lane, target and ordering key filters,
-	// keyset pagination by id (pass the last id of the previous page; 0 for the
-	// first), oldest first. The caller caps @max.
+	// Operator listing: optional status, lane, target, ordering key, dedupe key
+	// and error-text filters, keyset pagination by id (pass the last id of the previous page; 0
+	// for the first), oldest first. The caller caps @max. It walks the primary
+	// key, so it suits all statuses and delivered ones (the bulk of the table);
+	// the store plans it per execution, so a dedupe key with its lane and target
+	// uses the dedupe index. Pending, claimed and dead letters go through
+	// MessageListLive instead.
 	MessageList(ctx context.Context, arg MessageListParams) ([]PgoutboxMessage, error)
+	// MessageList for one of the statuses with a partial index (pending, claimed,
+	// dead_letter). Live rows are usually the newest, so an id-ordered walk of
+	// the primary key would read the whole delivered history before reaching
+	// them (290 ms on 1M delivered rows before the first of 100k pending). The
+	// store plans it per execution, so the status is known and its partial
+	// indexes serve the rows: unkeyed and keyed messages sit in different ones
+	// (pending: pgoutbox_message_due_unkeyed_idx and pgoutbox_message_key_idx),
+	// so each kind is read on its own and the two merged. `id + 0` keeps the
+	// planner from walking the primary key for the order and sorts the top @max
+	// ids of each kind instead; the page's rows are fetched by id afterwards.
+	// The cost follows that status's rows, never the history.
+	MessageListLive(ctx context.Context, arg MessageListLiveParams) ([]PgoutboxMessage, error)
 	// Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
 	// pending messages in the caller's transaction, and writes nothing. The
 	// batch's outcome is written by MessageFinishLocked in the same

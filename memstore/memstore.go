@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -573,7 +574,9 @@ func (s *Store) List(_ context.Context, f outbox.ListFilter) ([]outbox.Message, 
 	for id, m := range st.rows {
 		if m.scope == s.scope && id > after && (f.Status == "" || m.Status == f.Status) &&
 			(f.Lane == "" || m.Lane == f.Lane) && (f.Target == "" || m.Target == f.Target) &&
-			(f.OrderingKey == "" || m.OrderingKey == f.OrderingKey) {
+			(f.OrderingKey == "" || m.OrderingKey == f.OrderingKey) &&
+			(f.DedupeKey == "" || m.DedupeKey == f.DedupeKey) &&
+			(f.ErrorContains == "" || strings.Contains(m.LastError, f.ErrorContains)) {
 			ids = append(ids, id)
 		}
 	}

@@ -232,6 +232,12 @@ type ListFilter struct {
 	// OrderingKey restricts the listing to one ordering key; "" matches any
 	// message, keyed or not.
 	OrderingKey string
+	// DedupeKey restricts the listing to the message holding this key; ""
+	// matches any. With Lane and Target it is one lookup in the dedupe index.
+	DedupeKey string
+	// ErrorContains keeps messages whose last error contains this text
+	// (case-sensitive); "" matches any.
+	ErrorContains string
 }
 
 // Store is the outbox contract. PostgresStore implements it.

@@ -435,11 +435,24 @@ func (s *PostgresStore) List(ctx context.Context, f ListFilter) ([]Message, erro
 	}
 	limit, _ := validate.ListLimit(f.Limit)
 	after, _ := msgid.Parse(f.AfterID)
-	rows, err := s.q.MessageList(ctx, db.MessageListParams{
-		Scope: s.scope, Status: optional(string(f.Status)), Lane: optional(f.Lane), Target: optional(f.Target),
-		OrderingKey: optional(f.OrderingKey),
-		AfterID:     after, Max: int32(limit), //nolint:gosec // ListLimit bounds it by MaxListLimit
-	})
+	// Planned per execution (s.qf): the filters given are then constants, so
+	// the planner can use the partial and dedupe indexes they match.
+	var rows []db.PgoutboxMessage
+	var err error
+	switch f.Status {
+	case StatusPending, StatusClaimed, StatusDeadLetter:
+		rows, err = s.qf.MessageListLive(ctx, db.MessageListLiveParams{
+			Scope: s.scope, Status: string(f.Status), Lane: optional(f.Lane), Target: optional(f.Target),
+			OrderingKey: optional(f.OrderingKey), DedupeKey: optional(f.DedupeKey), ErrorContains: f.ErrorContains,
+			AfterID: after, Max: int32(limit), //nolint:gosec // ListLimit bounds it by MaxListLimit
+		})
+	default:
+		rows, err = s.qf.MessageList(ctx, db.MessageListParams{
+			Scope: s.scope, Status: optional(string(f.Status)), Lane: optional(f.Lane), Target: optional(f.Target),
+			OrderingKey: optional(f.OrderingKey), DedupeKey: optional(f.DedupeKey), ErrorContains: f.ErrorContains,
+			AfterID: after, Max: int32(limit), //nolint:gosec // ListLimit bounds it by MaxListLimit
+		})
+	}
 	if err != nil {
 		return nil, fmt.Errorf("outbox: list: %w", err)
 	}

@@ -119,6 +119,16 @@ func (f ListFilter) check() *ValidationError {
 			return invalid("after_id", "%q is not a message id", f.AfterID)
 		}
 	}
+	if f.DedupeKey != "" {
+		if err := validate.Text("dedupe_key", f.DedupeKey, MaxDedupeKeyBytes); err != nil {
+			return err
+		}
+	}
+	if f.ErrorContains != "" {
+		if err := validate.Text("error_contains", f.ErrorContains, MaxErrorBytes); err != nil {
+			return err
+		}
+	}
 	_, err := validate.ListLimit(f.Limit)
 	return err
 }

@@ -3,6 +3,7 @@ package storetest
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -203,5 +204,80 @@ func TestStatsInByteOrder(t *testing.T, h Harness) {
 	}
 	if strings.Join(lanes, " ") != "A B a b" {
 		e.Errorf("lanes in order %v, want [A B a b]", lanes)
+	}
+}
+
+// TestListFiltersByDedupeKeyAndError checks that List filters by dedupe key and by the text of the last error, and refuses bad filters.
+func TestListFiltersByDedupeKeyAndError(t *testing.T, h Harness) {
+	e := start(t, h)
+	keyed := draft(`"keyed"`)
+	keyed.DedupeKey = "order-7"
+	k := e.enqueue(e.s, keyed)
+	e.enqueue(e.s, draft(`"plain"`))
+	for i := range 2 {
+		d := draft(fmt.Sprint(i))
+		d.MaxAttempts = 1 + i // the first dead-letters, the second is pending again
+		e.enqueue(e.s, d)
+	}
+	for _, m := range e.claim(e.s, req(10, time.Minute)) {
+		reason := "400 bad address"
+		if m.MaxAttempts == 1 {
+			reason = "503 unavailable"
+		}
+		if _, err := e.s.Nack(e.ctx, m.ID, m.ClaimToken, reason, time.Time{}); err != nil {
+			e.Fatal(err)
+		}
+	}
+	if l, err := e.s.List(e.ctx, outbox.ListFilter{DedupeKey: "order-7"}); err != nil || len(l) != 1 || l[0].ID != k.ID {
+		e.Errorf("dedupe key: %+v %v", l, err)
+	}
+	if l, _ := e.s.List(e.ctx, outbox.ListFilter{Lane: lane, Target: target, DedupeKey: "order-8"}); len(l) != 0 {
+		e.Errorf("unknown dedupe key: %+v", l)
+	}
+	for _, c := range []struct {
+		status outbox.Status
+		text   string
+		want   int
+	}{{"", "unavailable", 1}, {"", "bad", 3}, {outbox.StatusDeadLetter, "503", 1}, {outbox.StatusPending, "503", 0}, {outbox.StatusPending, "400", 3}, {"", "Bad", 0}} {
+		l, err := e.s.List(e.ctx, outbox.ListFilter{Status: c.status, ErrorContains: c.text})
+		if err != nil || len(l) != c.want {
+			e.Errorf("status %q, error %q: %d (%v), want %d", c.status, c.text, len(l), err, c.want)
+		}
+		for _, m := range l {
+			if !strings.Contains(m.LastError, c.text) {
+				e.Errorf("status %q, error %q: got %q", c.status, c.text, m.LastError)
+			}
+		}
+	}
+	_, err := e.s.List(e.ctx, outbox.ListFilter{DedupeKey: " "})
+	wantField(e.T, err, "dedupe_key")
+	_, err = e.s.List(e.ctx, outbox.ListFilter{ErrorContains: "a\x00b"})
+	wantField(e.T, err, "error_contains")
+}
+
+// TestListLiveStatusesPageInIDOrder checks that pages of a live status come in id order, whatever index serves them.
+func TestListLiveStatusesPageInIDOrder(t *testing.T, h Harness) {
+	e := start(t, h)
+	var ids []string
+	for i := range 7 {
+		ids = append(ids, e.enqueue(e.s, draft(fmt.Sprint(i))).ID)
+	}
+	var got []string
+	after := ""
+	for {
+		page, err := e.s.List(e.ctx, outbox.ListFilter{Status: outbox.StatusPending, Limit: 3, AfterID: after})
+		if err != nil {
+			e.Fatal(err)
+		}
+		for _, m := range page {
+			got = append(got, m.ID)
+		}
+		if len(page) < 3 {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if !slices.Equal(got, ids) {
+		e.Errorf("pages of pending: %v, want %v", got, ids)
 	}
 }

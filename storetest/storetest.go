@@ -81,6 +81,8 @@ func Tests() []Test {
 		{Name: "NextDue", Func: TestNextDue},
 		{Name: "ListFiltersAndLimits", Func: TestListFiltersAndLimits},
 		{Name: "ListFiltersPages", Func: TestListFiltersPages},
+		{Name: "ListFiltersByDedupeKeyAndError", Func: TestListFiltersByDedupeKeyAndError},
+		{Name: "ListLiveStatusesPageInIDOrder", Func: TestListLiveStatusesPageInIDOrder},
 		{Name: "Redrive", Func: TestRedrive},
 		{Name: "RedriveNamesEachIDOnce", Func: TestRedriveNamesEachIDOnce},
 		{Name: "PurgeAndStats", Func: TestPurgeAndStats},

@@ -76,6 +76,7 @@ func commands() []command {
 		{"redrive", "send dead letters back to pending", runRedrive},
 		{"purge", "delete old delivered messages (and dead letters) in batches", runPurge},
 		{"enqueue", "enqueue a message (payload from --payload or stdin)", runEnqueue},
+		{"serve", "serve the web dashboard (read-only unless --enable-writes)", runServe},
 		{"bench", "measure enqueue, burn-down and wake-up latency on this server", runBench},
 	}
 }
