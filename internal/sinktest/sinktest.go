@@ -75,10 +75,13 @@ type Ledger struct {
 	Recovery time.Duration
 }
 
-// Row formats the ledger as a RELIABILITY.md table row after fault and how.
+// Row formats the ledger as a RELIABILITY.md table row after fault and how:
+// committed, delivered, at the broker, duplicated, lost, acked without a
+// confirm, failed publishes, time to recover.
 func (l Ledger) Row(fault, how string) string {
-	return fmt.Sprintf("RELIABILITY | %s | %s | %d | %d | %d | %d (%d republished) | %d | %d | %s |",
-		fault, how, l.Committed, l.Delivered, l.AtBroker, l.Duplicated, l.Republished, l.Lost, l.AckedUnconfirmed, l.Recovery.Round(10*time.Millisecond))
+	return fmt.Sprintf("RELIABILITY | %s | %s | %d | %d | %d | %d (%d republished) | %d | %d (of %d acked at the stop) | %d | %s |",
+		fault, how, l.Committed, l.Delivered, l.AtBroker, l.Duplicated, l.Republished, l.Lost, l.AckedUnconfirmed, l.AckedBeforeStop,
+		l.HandlerErrors, l.Recovery.Round(10*time.Millisecond))
 }
 
 const (
