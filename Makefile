@@ -5,12 +5,19 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 GO ?= go
 TOOL := $(GO) tool -modfile=tools/go.mod
+# The broker sinks live in modules of their own, so the library never
+# depends on a broker client; each is verified, linted and tested like the
+# root module.
+SINK_MODULES := sink/nats sink/kafka sink/amqp
+# Debian packages the tests need (installed when missing; see
+# scripts/debian-deps.sh).
+TEST_DEBS := rabbitmq-server chromium
 
 # Testcontainers' reaper needs a registry image; without it the suite
 # terminates its own containers.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: all generate verify lint test demo postgres-image fuzz bench bench-smoke soak test-pgbouncer
+.PHONY: all generate verify lint test test-deps demo postgres-image fuzz bench bench-smoke bench-sinks bench-sinks-smoke soak test-pgbouncer
 
 all: verify lint test
 
@@ -25,6 +32,7 @@ verify:
 	$(GO) mod tidy -diff
 	cd tools && $(GO) mod tidy -diff
 	cd bench && $(GO) mod tidy -diff
+	for m in $(SINK_MODULES); do (cd $$m && $(GO) mod tidy -diff); done
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change: $$unformatted"; exit 1; fi
 
@@ -33,12 +41,14 @@ lint:
 	$(GO) vet ./...
 	$(TOOL) golangci-lint run ./...
 	cd bench && $(GO) vet ./... && $(GO) tool -modfile=../tools/go.mod golangci-lint run ./...
+	for m in $(SINK_MODULES); do (cd $$m && $(GO) vet ./... && $(GO) tool -modfile=../../tools/go.mod golangci-lint run ./...); done
 
 ## test: unit and integration tests on real PostgreSQL (a Testcontainers
-## container, or the server $OUTBOX_TEST_DATABASE_URL names) and the
-## dashboard's test in headless Chromium (installed from Debian if missing)
-test:
-	@scripts/install-test-deps.sh
+## container, or the server $OUTBOX_TEST_DATABASE_URL names), the sinks' tests
+## on their brokers (embedded nats-server, kfake, Debian's rabbitmq-server)
+## and the dashboard's test in headless Chromium (Debian packages installed
+## when missing: test-deps)
+test: test-deps
 	@if [ -z "$${OUTBOX_TEST_DATABASE_URL:-}" ]; then \
 		image="$$(scripts/postgres-image.sh)"; \
 		echo "PostgreSQL image: $$image"; \
@@ -46,6 +56,11 @@ test:
 	fi; \
 	$(GO) test -race -count=1 ./...
 	cd bench && $(GO) test -race -count=1 ./...
+	for m in $(SINK_MODULES); do (cd $$m && $(GO) test -race -count=1 ./...); done
+
+## test-deps: install the Debian packages the tests need, if missing
+test-deps:
+	scripts/debian-deps.sh $(TEST_DEBS)
 
 ## demo: the end-to-end demo, examples/demo ($DATABASE_URL, or PostgreSQL in
 ## a container)

@@ -39,7 +39,7 @@ func chromium(t *testing.T) string {
 		}
 	}
 	t.Fatal("no Chromium for the browser test: install Debian's chromium package " +
-		"(scripts/install-test-deps.sh does, as root; make test and .ci/run call it) or set PGOUTBOX_CHROMIUM to a Chromium binary")
+		"(make test-deps does; make test and .ci/run call it) or set PGOUTBOX_CHROMIUM to a Chromium binary")
 	return ""
 }
 
