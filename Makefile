@@ -112,6 +112,23 @@ bench:
 	fi; \
 	cd bench && $(GO) run . -out ../BENCHMARKS.md -chart ../benchmarks.png
 
+## bench-sinks: outbox to broker-confirmed msg/s for each sink, against the
+## same relay with a no-op handler (3 runs of 20,000 messages; not in CI);
+## writes its section of BENCHMARKS.md, which `make bench` keeps
+bench-sinks: test-deps
+	@if [ -z "$${DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	cd bench && $(GO) run ./sinks -out ../BENCHMARKS.md
+
+## bench-sinks-smoke: the sink benchmark with 300 messages, once (CI)
+bench-sinks-smoke: test-deps
+	@if [ -z "$${DATABASE_URL:-}" ]; then \
+		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
+	fi; \
+	cd bench && $(GO) run ./sinks -smoke
+
+## bench-smoke: every benchmark scenario for a few seconds (CI)
 ## bench-smoke: every benchmark scenario and peer briefly (CI, under a
 ## minute); on the test server ($OUTBOX_TEST_DATABASE_URL) when CI has one
 ## instead of a container
