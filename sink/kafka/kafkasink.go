@@ -54,7 +54,8 @@ type Config struct {
 	// Topic receives every message. It must exist when New runs.
 	Topic string
 	// Timeout bounds each produce. Default DefaultTimeout. It is also the
-	// client's record delivery timeout unless Options set one.
+	// client's record delivery timeout unless Options set one. The sink
+	// also sets no linger (kgo.ProducerLinger(0)) unless Options do.
 	Timeout time.Duration
 	// Options are more franz-go client options: TLS, SASL, compression,
 	// linger, a partitioner. Options that weaken what the sink promises
@@ -90,7 +91,10 @@ func New(ctx context.Context, cfg Config) (*Sink, error) {
 	if cfg.Timeout == 0 {
 		cfg.Timeout = DefaultTimeout
 	}
-	opts := []kgo.Opt{kgo.RecordDeliveryTimeout(cfg.Timeout)}
+	// No linger by default: every handler waits for its record's response,
+	// so lingering only adds latency; records that arrive while a request
+	// is in flight are batched into the next one anyway.
+	opts := []kgo.Opt{kgo.RecordDeliveryTimeout(cfg.Timeout), kgo.ProducerLinger(0)}
 	opts = append(opts, cfg.Options...)
 	opts = append(opts, kgo.SeedBrokers(cfg.Brokers...), kgo.DefaultProduceTopic(cfg.Topic), kgo.RequiredAcks(kgo.AllISRAcks()))
 	cl, err := kgo.NewClient(opts...)
