@@ -7,11 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/pgoutbox/pgoutbox/internal/sinktest"
 	"github.com/pgoutbox/pgoutbox/outbox"
@@ -199,5 +202,45 @@ func TestFaultBrokerRestart(t *testing.T) {
 		"kfake cluster closed 1 s into the run, started again 2 s later on the same port and data directory; 1 confirm in 10 lost on its way to the store"))
 	if l.Duplicated < l.Republished {
 		t.Logf("%d republished, %d duplicates", l.Republished, l.Duplicated)
+	}
+}
+
+// kfake's fault injection answers five produce requests with
+// NOT_ENOUGH_REPLICAS_AFTER_APPEND after appending them, as a broker that
+// lost its in-sync replicas mid-write does. The idempotent producer retries
+// those batches inside the client, and the broker drops the repeats by their
+// sequence numbers: every handler call succeeds, and each record is stored
+// once.
+func TestIdempotentProducerRetriesWriteOnce(t *testing.T) {
+	c := startCluster(t, kfake.SeedTopics(1, "orders"))
+	sink := newSink(t, c, "orders")
+	h := c.c.Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.Produce}, Err: kerr.NotEnoughReplicasAfterAppend, Count: 5})
+	const n = 50
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = sink.Produce(t.Context(), message(fmt.Sprint(i), `1`))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("message %d: %v", i, err)
+		}
+	}
+	if hits := h.Hits(); hits == 0 {
+		t.Fatal("the fault never fired")
+	}
+	got, err := holds(t.Context(), c.Addr(), "orders")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if k := got[fmt.Sprint(i)]; k != 1 {
+			t.Errorf("message %d stored %d times", i, k)
+		}
 	}
 }
