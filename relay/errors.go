@@ -46,3 +46,13 @@ func RetryAfter(err error, after time.Duration) error {
 	}
 	return &retryAfterError{err: err, after: max(after, 0)}
 }
+
+// RetryDelay reports the delay a handler asked for with RetryAfter, if err
+// or an error it wraps carries one.
+func RetryDelay(err error) (time.Duration, bool) {
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		return ra.after, true
+	}
+	return 0, false
+}

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -71,9 +70,8 @@ func (x *executor) run(ctx context.Context, m outbox.Message) result {
 		return result{err: err, permanent: true}
 	}
 	delay := max(x.backoff(m.AttemptCount), 0)
-	var ra *retryAfterError
-	if errors.As(err, &ra) {
-		delay = max(delay, ra.after)
+	if after, ok := RetryDelay(err); ok {
+		delay = max(delay, after)
 	}
 	return result{err: err, retryAfter: min(delay, outbox.MaxRetryDelay)}
 }

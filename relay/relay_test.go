@@ -102,3 +102,62 @@ func TestRelayOnMemstore(t *testing.T) {
 		t.Errorf("calls %v, want 3 messages and 4 calls (one retry)", seen)
 	}
 }
+
+// A handler that asks for a later retry with RetryAfter gets it: the next
+// attempt comes no sooner than it asked, even when the backoff says now,
+// and not later than the backoff when that is longer.
+func TestRetryAfterDelaysTheNextAttempt(t *testing.T) {
+	store := memstore.New()
+	var (
+		mu    sync.Mutex
+		calls []time.Time
+	)
+	r, err := relay.New(store, relay.Config{
+		Lane: "l", Target: "t", Wakeups: store, PollInterval: time.Hour,
+		Backoff: func(int) time.Duration { return 0 },
+		Handler: func(context.Context, outbox.Message) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, time.Now())
+			if len(calls) == 1 {
+				return relay.RetryAfter(errors.New("429"), 300*time.Millisecond)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error)
+	go func() { done <- r.Run(ctx) }()
+	if _, err := store.Enqueue(t.Context(), outbox.Draft{Lane: "l", Target: "t", Payload: json.RawMessage(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(calls)
+		mu.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d calls; the retry never came (polling is hourly)", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if gap := calls[1].Sub(calls[0]); gap < 300*time.Millisecond {
+		t.Errorf("retried %s after a RetryAfter of 300ms", gap)
+	}
+	if d, ok := relay.RetryDelay(relay.RetryAfter(errors.New("x"), time.Second)); !ok || d != time.Second {
+		t.Errorf("RetryDelay = %s %v", d, ok)
+	}
+	if relay.RetryAfter(nil, time.Second) != nil {
+		t.Error("RetryAfter(nil) is not nil")
+	}
+}

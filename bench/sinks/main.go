@@ -16,21 +16,21 @@ package main
 
 import (
 	"context"
+	"embed"
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"os/signal"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/jackc/pgx/v5/stdlib"
-	tclog "github.com/testcontainers/testcontainers-go/log"
-
 	"github.com/pgoutbox/pgoutbox/internal/benchkit"
-	"github.com/pgoutbox/pgoutbox/internal/pgserver"
-	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/internal/benchkit/benchserver"
 )
+
+//go:embed sql/*.sql
+var sqlFiles embed.FS
 
 type options struct {
 	messages, runs, concurrency int
@@ -67,34 +67,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("-messages, -runs and -concurrency must be positive")
 	}
 
-	url := *dbURL
-	if url == "" {
-		tclog.SetDefault(tclog.NewNoopLogger())
-		fmt.Fprintf(stderr, "starting PostgreSQL (%s) with Testcontainers, durable commits\n", pgserver.Image())
-		srv, err := pgserver.StartContainer(ctx, pgserver.Settings{"synchronous_commit=on"})
-		if err != nil {
-			return err
-		}
-		defer func() { _ = srv.Stop() }()
-		url = srv.URL
-	}
-	cfg, err := pgxpool.ParseConfig(url)
+	srv, err := benchserver.Start(ctx, *dbURL, "on", 0, stderr)
 	if err != nil {
 		return err
 	}
-	cfg.MaxConns = 32
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	defer func() { _ = srv.Stop() }()
+	h, err := benchkit.Open(ctx, benchkit.Config{URL: srv.URL, MaxConns: 32, Progress: stderr})
 	if err != nil {
 		return err
 	}
-	defer pool.Close()
-	if err := outbox.Migrate(ctx, stdlib.OpenDBFromPool(pool)); err != nil {
-		return err
-	}
-	settings, err := benchkit.ServerSettings(ctx, pool)
+	defer h.Close()
+	pool, settings := h.Pool, h.Settings
+	sub, err := iofs.Sub(sqlFiles, "sql")
 	if err != nil {
 		return err
 	}
+	scripts := benchkit.NewSQL(sub)
 
 	dir, err := os.MkdirTemp("", "pgoutbox-bench-sinks")
 	if err != nil {
@@ -110,7 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	r := &report{opts: o, settings: settings, started: time.Now()}
 	for run := 1; run <= o.runs; run++ {
 		for _, s := range sinks {
-			if err := reset(ctx, pool); err != nil {
+			if err := h.Reset(ctx, scripts, "reset"); err != nil {
 				return err
 			}
 			res, err := measure(ctx, pool, s, o, stderr)
@@ -126,17 +114,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprint(stdout, md)
 	if o.out != "" {
 		return writeSection(o.out, md)
-	}
-	return nil
-}
-
-// reset empties the table and checkpoints, so no run pays for an earlier
-// one's dead rows or WAL (as the main benchmark does).
-func reset(ctx context.Context, pool *pgxpool.Pool) error {
-	for _, stmt := range []string{"TRUNCATE pgoutbox_message", "VACUUM ANALYZE pgoutbox_message", "CHECKPOINT"} {
-		if _, err := pool.Exec(ctx, stmt); err != nil {
-			return fmt.Errorf("%s: %w", stmt, err)
-		}
 	}
 	return nil
 }

@@ -21,7 +21,9 @@
 //
 //   - 2xx: the handler returns nil and the relay acks the message;
 //   - 408, 429 and 5xx: an error, retried by the relay; a Retry-After header
-//     (seconds or an HTTP date) sets the delay, through relay.RetryAfter;
+//     (seconds or an HTTP date) is honoured through relay.RetryAfter: the
+//     next attempt comes no sooner than it says (nor sooner than the
+//     relay's backoff);
 //   - any other 4xx (400, 401, 404, 410 Gone, ...): relay.Permanent, so the
 //     message is dead-lettered at once (redrive it once the endpoint is
 //     fixed);
