@@ -18,5 +18,9 @@ func TestPostgresStoreConformance(t *testing.T) {
 		Scoped: func(s storetest.Store, scope string) (storetest.Store, error) {
 			return s.(*outbox.PostgresStore).Scoped(scope)
 		},
+		NewSkippingDeadLetters: func(t *testing.T, now func() time.Time) storetest.Store {
+			return outbox.NewPostgresStore(pgtest.NewDB(t).Pool, outbox.WithClock(now), outbox.WithSkipDeadLetters(true))
+		},
+		Features: storetest.Features{OrderingKeys: true, Headers: true},
 	})
 }

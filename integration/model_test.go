@@ -23,8 +23,9 @@ type modelStore interface {
 // A model-based property test: random sequences of enqueue (with and
 // without dedupe keys), claim, claim-and-ack, ack (singly and in batches
 // holding stale and repeated receipts), nack, extend, dead-letter, redrive
-// (by lane and by ids, repeated and in other forms), purge, get, stats and
-// clock jumps run against PostgresStore and memstore side by side; after every step their observable states agree. Message ids and
+// (by lane and by ids, repeated and in other forms), ordering-key releases,
+// purge, get, stats and clock jumps, on drafts with and without ordering keys
+// and headers, run against PostgresStore and memstore side by side; after every step their observable states agree. Message ids and
 // claim tokens differ between the stores, so the test maps one onto the
 // other as they are handed out.
 //
@@ -60,6 +61,7 @@ func TestModelPostgresAgreesWithMemstore(t *testing.T) {
 			"deadLetter":  m.deadLetter,
 			"redrive":     m.redrive,
 			"redriveIDs":  m.redriveIDs,
+			"releaseKey":  m.releaseKey,
 			"purge":       m.purge,
 			"advance":     m.advance,
 			"":            m.check,
@@ -92,6 +94,12 @@ func (m *model) draft(t *rapid.T) outbox.Draft {
 	}
 	if rapid.Bool().Draw(t, "keyed") {
 		d.DedupeKey = fmt.Sprintf("k%d", rapid.IntRange(0, 3).Draw(t, "key"))
+	}
+	if rapid.IntRange(0, 2).Draw(t, "ordered") > 0 {
+		d.OrderingKey = rapid.SampledFrom([]string{"x", "y", "z"}).Draw(t, "orderingKey")
+	}
+	if rapid.IntRange(0, 3).Draw(t, "withHeaders") == 0 {
+		d.Headers = map[string]string{"h": fmt.Sprint(rapid.IntRange(0, 1).Draw(t, "header"))}
 	}
 	if rapid.Bool().Draw(t, "delayed") {
 		d.AvailableAt = m.clk.Now().Add(time.Duration(rapid.IntRange(-5, 5).Draw(t, "delay")) * time.Second)
@@ -272,6 +280,16 @@ func (m *model) redriveIDs(t *rapid.T) {
 	}
 }
 
+func (m *model) releaseKey(t *rapid.T) {
+	target := rapid.SampledFrom(modelTargets).Draw(t, "target")
+	key := rapid.SampledFrom([]string{"x", "y", "z"}).Draw(t, "orderingKey")
+	a, errA := m.pg.ReleaseOrderingKey(t.Context(), "lane", target, key)
+	b, errB := m.mem.ReleaseOrderingKey(t.Context(), "lane", target, key)
+	if same(t, "release key", errA, errB) && a != b {
+		t.Fatalf("release key: %d vs %d", a, b)
+	}
+}
+
 func (m *model) stats(t *rapid.T) {
 	withDelivered := rapid.Bool().Draw(t, "delivered")
 	a, errA := m.pg.Stats(t.Context(), withDelivered)
@@ -378,6 +396,7 @@ func (m *model) check(t *rapid.T) {
 		}
 		if x.Status != y.Status || x.AttemptCount != y.AttemptCount || x.MaxAttempts != y.MaxAttempts ||
 			x.Lane != y.Lane || x.Target != y.Target || x.DedupeKey != y.DedupeKey || x.LastError != y.LastError ||
+			x.OrderingKey != y.OrderingKey || fmt.Sprint(x.Headers) != fmt.Sprint(y.Headers) ||
 			!x.AvailableAt.Equal(y.AvailableAt) || !x.LeaseExpiresAt.Equal(y.LeaseExpiresAt) ||
 			!x.CreatedAt.Equal(y.CreatedAt) || !x.UpdatedAt.Equal(y.UpdatedAt) ||
 			(x.ClaimToken == "") != (y.ClaimToken == "") || !jsonSame(x.Payload, y.Payload) {

@@ -16,5 +16,9 @@ func TestConformance(t *testing.T) {
 		Scoped: func(s storetest.Store, scope string) (storetest.Store, error) {
 			return s.(*memstore.Store).Scoped(scope)
 		},
+		NewSkippingDeadLetters: func(_ *testing.T, now func() time.Time) storetest.Store {
+			return memstore.New(memstore.WithClock(now), memstore.WithSkipDeadLetters(true))
+		},
+		Features: storetest.Features{OrderingKeys: true, Headers: true},
 	})
 }

@@ -30,6 +30,7 @@ type Store interface {
 	Purge(ctx context.Context, r outbox.PurgeRequest) (int64, error)
 	PurgeCount(ctx context.Context, r outbox.PurgeRequest) (int64, error)
 	Stats(ctx context.Context, withDelivered bool) ([]outbox.Stats, error)
+	ReleaseOrderingKey(ctx context.Context, lane, target, key string) (int, error)
 	ClaimAndAck(ctx context.Context, r outbox.ClaimRequest, acks []outbox.Receipt) ([]outbox.Message, []bool, error)
 	NextDue(ctx context.Context, lane, target string) (time.Duration, bool, error)
 }
@@ -40,6 +41,10 @@ type Harness struct {
 	New func(t *testing.T, now func() time.Time) Store
 	// Scoped returns a view of s limited to scope.
 	Scoped func(s Store, scope string) (Store, error)
+	// NewSkippingDeadLetters returns an empty store with the opt-in policy
+	// that a dead-lettered message releases its ordering key
+	// (outbox.WithSkipDeadLetters); nil when the store has no such policy.
+	NewSkippingDeadLetters func(t *testing.T, now func() time.Time) Store
 	// Features says which guarantees beyond the core contract the store
 	// gives; tests of a feature it lacks do not run.
 	Features Features
@@ -48,16 +53,29 @@ type Harness struct {
 // Features are the guarantees a store may give beyond the core contract
 // (Watermill's pubsub tests take the same approach). Both stores of this
 // module give all of them.
-type Features struct{}
+type Features struct {
+	// OrderingKeys: messages of one ordering key are handed out one at a
+	// time, in enqueue order (Draft.OrderingKey).
+	OrderingKeys bool
+	// Headers: drafts carry headers to their messages (Draft.Headers).
+	Headers bool
+}
+
+func orderingKeys(h Harness) bool { return h.Features.OrderingKeys }
+func headers(h Harness) bool      { return h.Features.Headers }
+
+func skipsDeadLetters(h Harness) bool {
+	return h.Features.OrderingKeys && h.NewSkippingDeadLetters != nil
+}
 
 // Test is one named conformance test. Func can also be called on its own,
 // for example from a store's own test to run a single case.
 type Test struct {
 	Name string
 	Func func(t *testing.T, h Harness)
-	// Needs, when set, says whether a store with these features can run
-	// the test.
-	Needs func(Features) bool
+	// Needs, when set, says whether the harness's store can run the test
+	// (it has the features the test is about).
+	Needs func(Harness) bool
 }
 
 // Tests returns the conformance suite, in the order Run runs it.
@@ -90,6 +108,18 @@ func Tests() []Test {
 		{Name: "PurgeFreesDedupeKeys", Func: TestPurgeFreesDedupeKeys},
 		{Name: "ScopesAreIsolated", Func: TestScopesAreIsolated},
 		{Name: "IDsHaveOneForm", Func: TestIDsHaveOneForm},
+		{Name: "SameDraftAfterNack", Func: TestSameDraftAfterNack},
+		{Name: "OrderingOneHeadPerKey", Func: TestOrderingOneHeadPerKey, Needs: orderingKeys},
+		{Name: "OrderingNackedHeadHoldsKey", Func: TestOrderingNackedHeadHoldsKey, Needs: orderingKeys},
+		{Name: "OrderingExpiredHeadHandedOutAgain", Func: TestOrderingExpiredHeadHandedOutAgain, Needs: orderingKeys},
+		{Name: "OrderingDeadHeadHoldsKey", Func: TestOrderingDeadHeadHoldsKey, Needs: orderingKeys},
+		{Name: "OrderingReleaseKey", Func: TestOrderingReleaseKey, Needs: orderingKeys},
+		{Name: "OrderingSkipDeadLetters", Func: TestOrderingSkipDeadLetters, Needs: skipsDeadLetters},
+		{Name: "OrderingKeyIsPerLaneTargetAndScope", Func: TestOrderingKeyIsPerLaneTargetAndScope, Needs: orderingKeys},
+		{Name: "OrderingKeysTakeTurns", Func: TestOrderingKeysTakeTurns, Needs: orderingKeys},
+		{Name: "OrderingDedupeAddsNothingToTheKey", Func: TestOrderingDedupeAddsNothingToTheKey, Needs: orderingKeys},
+		{Name: "OrderingKeyValidationAndListing", Func: TestOrderingKeyValidationAndListing, Needs: orderingKeys},
+		{Name: "HeadersRoundTrip", Func: TestHeadersRoundTrip, Needs: headers},
 	}
 }
 
@@ -97,7 +127,7 @@ func Tests() []Test {
 // in a parallel subtest on a fresh store.
 func Run(t *testing.T, h Harness) {
 	for _, tc := range Tests() {
-		if tc.Needs != nil && !tc.Needs(h.Features) {
+		if tc.Needs != nil && !tc.Needs(h) {
 			continue
 		}
 		t.Run(tc.Name, func(t *testing.T) {
