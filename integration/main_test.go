@@ -15,5 +15,9 @@ func TestMain(m *testing.M) {
 		runChildRelay(url) // TestFaultRelayProcessKilled's subprocess
 		return
 	}
+	if url := os.Getenv(childOrderedRelayEnv); url != "" {
+		runChildOrderedRelay(url) // TestOrderingUnderFailuresAndAKilledRelay's subprocesses
+		return
+	}
 	pgtest.Main(m)
 }
