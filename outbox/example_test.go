@@ -170,3 +170,50 @@ func ExamplePostgresStore_Scoped() {
 	// globex sees acme's message: false
 	// outbox: scoped: invalid scope: must not be blank
 }
+
+// Events of one order carry its id as their ordering key: they are handed
+// out one at a time, in the order they were enqueued, while other orders
+// (and unkeyed messages) go on. The second event comes only once the first
+// is acked.
+func ExampleDraft_orderingKey() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := outbox.NewPostgresStore(pool).Scoped("example-ordering")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, event := range []string{`"placed"`, `"paid"`} {
+		_, err := store.Enqueue(ctx, outbox.Draft{
+			Lane: outbox.LaneCanonical, Target: outbox.TargetProtocolProjector,
+			OrderingKey: "order-42", Payload: json.RawMessage(event),
+			Headers: map[string]string{"content-type": "application/json"},
+		})
+		if err != nil {
+			log.Fatal(err)
+		}
+	}
+	req := outbox.ClaimRequest{
+		Lane: outbox.LaneCanonical, Target: outbox.TargetProtocolProjector,
+		Limit: 10, Lease: time.Minute, ConsumerID: "example",
+	}
+	first, err := store.Claim(ctx, req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(first), string(first[0].Payload), first[0].Headers["content-type"])
+	if _, err := store.Ack(ctx, first[0].ID, first[0].ClaimToken); err != nil {
+		log.Fatal(err)
+	}
+	second, err := store.Claim(ctx, req)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(len(second), string(second[0].Payload))
+	// Output:
+	// 1 "placed" application/json
+	// 1 "paid"
+}
