@@ -11,13 +11,13 @@ TOOL := $(GO) tool -modfile=tools/go.mod
 SINK_MODULES := sink/nats sink/kafka sink/amqp
 # Debian packages the tests need (installed when missing; see
 # scripts/debian-deps.sh).
-TEST_DEBS := rabbitmq-server chromium
+TEST_DEBS := rabbitmq-server chromium pgbouncer
 
 # Testcontainers' reaper needs a registry image; without it the suite
 # terminates its own containers.
 export TESTCONTAINERS_RYUK_DISABLED ?= true
 
-.PHONY: all generate verify lint test test-deps demo postgres-image fuzz bench bench-smoke bench-sinks bench-sinks-smoke soak test-pgbouncer
+.PHONY: all generate verify lint test test-deps demo postgres-image fuzz bench bench-smoke bench-sinks bench-sinks-smoke soak
 
 all: verify lint test
 
@@ -95,14 +95,6 @@ soak:
 	fi; \
 	OUTBOX_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -v -run '^TestSoak$$' ./integration | grep -E 'SOAK|soak:|^(---|ok|FAIL)'; \
 	$(GO) test -count=1 -timeout 0 -run '^TestModelPostgresAgreesWithMemstore$$' -v ./integration -rapid.checks=5000 | grep -E 'model cases|rapid|^(---|ok|FAIL)'
-
-## test-pgbouncer: the store and relays through PgBouncer in transaction
-## pooling mode (installs Debian's pgbouncer; not in CI)
-test-pgbouncer:
-	@if [ -z "$${OUTBOX_TEST_DATABASE_URL:-}" ]; then \
-		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
-	fi; \
-	OUTBOX_PGBOUNCER="$$(scripts/pgbouncer.sh)" $(GO) test -count=1 -v -run '^TestPgBouncerTransactionPooling$$' ./integration
 
 ## bench: the full comparison with River, PgQ and the raw-SQL floor (about
 ## 25 minutes); writes BENCHMARKS.md and benchmarks.png
