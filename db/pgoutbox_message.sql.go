@@ -1487,16 +1487,6 @@ claimable_heads AS (
     ) c
     LIMIT $6::integer
 ),
-keyed AS (
-    SELECT m.id
-    FROM pgoutbox_message m
-    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
-      AND m.status = 'pending'
-      -- SKIP LOCKED does not skip rows this transaction already locked: a
-      -- second lock in the same batch names the first one's rows.
-      AND m.id <> ALL($7::bigint[])
-    FOR UPDATE SKIP LOCKED
-),
 unkeyed AS (
     SELECT m.id
     FROM pgoutbox_message m
@@ -1506,10 +1496,21 @@ unkeyed AS (
       AND m.status = 'pending'
       AND m.ordering_key IS NULL
       AND m.available_at <= coalesce($5::timestamptz, statement_timestamp())
-      AND (m.available_at, m.id) > ($8::timestamptz, $9::bigint)
-      AND m.id <> ALL($7::bigint[])
+      AND (m.available_at, m.id) > ($7::timestamptz, $8::bigint)
+      -- SKIP LOCKED does not skip rows this transaction already locked: a
+      -- second lock in the same batch names the first one's rows.
+      AND m.id <> ALL($9::bigint[])
     ORDER BY m.available_at, m.id
-    LIMIT greatest($6::integer - (SELECT count(y.id) FROM keyed y), 0)
+    LIMIT $6::integer
+    FOR UPDATE SKIP LOCKED
+),
+keyed AS (
+    SELECT m.id
+    FROM pgoutbox_message m
+    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
+      AND m.status = 'pending'
+      AND m.id <> ALL($9::bigint[])
+    LIMIT greatest($6::integer - (SELECT count(u.id) FROM unkeyed u), 0)
     FOR UPDATE SKIP LOCKED
 )
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
@@ -1525,9 +1526,9 @@ type MessageLockDueParams struct {
 	AfterKey         string
 	Now              *time.Time
 	Max              int32
-	LockedIDs        []int64
 	AfterAvailableAt time.Time
 	AfterID          int64
+	LockedIDs        []int64
 }
 
 // Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
@@ -1538,8 +1539,11 @@ type MessageLockDueParams struct {
 //
 // Keyed messages are taken as in MessageClaim: only the head of each key,
 // found by the same walk, and a head locked by another batch holds its key
-// (it is still pending, and the walk sees it as the head). Heads come first;
-// unkeyed messages, oldest first, fill the rest of the batch. Locks are
+// (it is still pending, and the walk sees it as the head). Unkeyed
+// messages come first, oldest first, and heads fill the rest of the batch:
+// the unkeyed scan keeps a plain LIMIT, which lets the planner read the due
+// index in order and stop (a LIMIT computed from the other branch would
+// leave it guessing, and it reads the whole table and sorts). Locks are
 // never taken beyond @max: a locked row that the batch did not return would
 // stay locked, and undelivered, until the batch ends.
 // Heads of the keys after @after_key, in key order.
@@ -1554,9 +1558,9 @@ func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) 
 		arg.AfterKey,
 		arg.Now,
 		arg.Max,
-		arg.LockedIDs,
 		arg.AfterAvailableAt,
 		arg.AfterID,
+		arg.LockedIDs,
 	)
 	if err != nil {
 		return nil, err

@@ -198,8 +198,11 @@ type Querier interface {
 	//
 	// Keyed messages are taken as in MessageClaim: only the head of each key,
 	// found by the same walk, and a head locked by another batch holds its key
-	// (it is still pending, and the walk sees it as the head). Heads come first;
-	// unkeyed messages, oldest first, fill the rest of the batch. Locks are
+	// (it is still pending, and the walk sees it as the head). Unkeyed
+	// messages come first, oldest first, and heads fill the rest of the batch:
+	// the unkeyed scan keeps a plain LIMIT, which lets the planner read the due
+	// index in order and stop (a LIMIT computed from the other branch would
+	// leave it guessing, and it reads the whole table and sorts). Locks are
 	// never taken beyond @max: a locked row that the batch did not return would
 	// stay locked, and undelivered, until the batch ends.
 	// Heads of the keys after @after_key, in key order.

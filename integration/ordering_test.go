@@ -130,7 +130,8 @@ func TestOrderingKeysLockedInOppositeOrdersDeadlock(t *testing.T) {
 
 // Lock mode takes keys too, with the same semantics: a batch holds only the
 // head of each key, and a second batch, while the first holds a head, takes
-// neither that head nor the messages behind it.
+// neither that head nor the messages behind it. Unkeyed messages come first,
+// heads fill the rest of a batch.
 func TestOrderingInLockMode(t *testing.T) {
 	f := newFixture(t)
 	k1 := f.enqueue(f.store, keyedDraft("k", `1`))
@@ -142,18 +143,18 @@ func TestOrderingInLockMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Release(context.Background()) })
-	if got := lockedIDs(a); fmt.Sprint(got) != fmt.Sprint([]string{k1.ID, o1.ID}) {
-		t.Fatalf("first batch %v, want the heads %s and %s first", got, k1.ID, o1.ID)
+	if got := lockedIDs(a); fmt.Sprint(got) != fmt.Sprint([]string{k1.ID, plain.ID}) {
+		t.Fatalf("first batch %v, want the unkeyed %s and the first head %s", got, plain.ID, k1.ID)
 	}
 	b, err := f.store.LockBatch(f.ctx, lockReq(10))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Release(context.Background()) })
-	if got := lockedIDs(b); fmt.Sprint(got) != fmt.Sprint([]string{plain.ID}) {
-		t.Fatalf("second batch %v, want only the unkeyed %s", got, plain.ID)
+	if got := lockedIDs(b); fmt.Sprint(got) != fmt.Sprint([]string{o1.ID}) {
+		t.Fatalf("second batch %v, want only the other key's head %s (k's head is locked, and holds its key)", got, o1.ID)
 	}
-	if _, err := a.Finish(f.ctx, []outbox.Outcome{{ID: k1.ID}, {ID: o1.ID}}); err != nil {
+	if _, err := a.Finish(f.ctx, []outbox.Outcome{{ID: k1.ID}, {ID: plain.ID}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Release(f.ctx); err != nil {
@@ -164,18 +165,9 @@ func TestOrderingInLockMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Release(context.Background()) })
-	if got := lockedIDs(c); fmt.Sprint(got) != fmt.Sprint([]string{k2.ID, plain.ID}) {
-		t.Fatalf("after the heads finished: %v, want %s and %s", got, k2.ID, plain.ID)
+	if got := lockedIDs(c); fmt.Sprint(got) != fmt.Sprint([]string{k2.ID, o1.ID}) {
+		t.Fatalf("after the first head finished: %v, want %s and %s", got, k2.ID, o1.ID)
 	}
-}
-
-func mustAtoi(t *testing.T, s string) int {
-	t.Helper()
-	n, err := strconv.Atoi(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
 }
 
 func keyedDraft(key, payload string) outbox.Draft {
@@ -190,6 +182,15 @@ func lockedIDs(b *outbox.LockedBatch) []string {
 		out = append(out, m.ID)
 	}
 	return out
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // childOrderedRelayEnv, when set, makes the test binary run one relay of

@@ -53,7 +53,7 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 	notices := s.batchNotices(drafts)
 	if !keyed {
 		// One statement is atomic on its own and nothing can conflict.
-		results, notified, err := s.insertMany(ctx, s.q, drafts, notices)
+		results, notified, err := s.insertMany(ctx, s.q, s.qf, drafts, notices)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +96,7 @@ func (s *PostgresStore) insertManyTx(ctx context.Context, begin interface {
 	if err != nil {
 		return nil, false, fmt.Errorf("outbox: enqueue many: %w", err)
 	}
-	results, notified, err := s.insertMany(ctx, db.New(tx), drafts, notices)
+	results, notified, err := s.insertMany(ctx, db.New(tx), queries(tx), drafts, notices)
 	if err != nil {
 		s.sawError(err)
 		_ = tx.Rollback(ctx)
@@ -138,7 +138,10 @@ func (s *PostgresStore) settleBatch(ctx context.Context, notices map[string]noti
 	}
 }
 
-func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []Draft, notices map[string]notice) ([]EnqueueResult, bool, error) {
+// insertMany runs the batch insert on q (prepared: an insert scans no
+// table) and reads the holders of taken keys on fresh (planned per
+// execution, see plans.go).
+func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, drafts []Draft, notices map[string]notice) ([]EnqueueResult, bool, error) {
 	p := db.MessageInsertManyParams{
 		NotifyChannel:  wakeup.Channel,
 		NotifyPayloads: []string{},
@@ -206,7 +209,7 @@ func (s *PostgresStore) insertMany(ctx context.Context, q *db.Queries, drafts []
 		lookup.DedupeKeys = append(lookup.DedupeKeys, d.DedupeKey)
 		lookup.Payloads = append(lookup.Payloads, d.Payload)
 	}
-	holders, err := q.MessageGetByDedupeKeys(ctx, lookup)
+	holders, err := fresh.MessageGetByDedupeKeys(ctx, lookup)
 	if err != nil {
 		return nil, false, fmt.Errorf("outbox: enqueue many: reading the holders of dedupe keys: %w", err)
 	}
@@ -258,7 +261,7 @@ func (s *PostgresStore) AckMany(ctx context.Context, receipts []Receipt) (ok []b
 	if len(ids) == 0 {
 		return ok, nil
 	}
-	acked, err := s.q.MessageAckMany(ctx, db.MessageAckManyParams{Now: s.now(), IDs: ids, ClaimTokens: tokens, Scope: s.scope})
+	acked, err := s.qf.MessageAckMany(ctx, db.MessageAckManyParams{Now: s.now(), IDs: ids, ClaimTokens: tokens, Scope: s.scope})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: ack many: %w", err)
 	}
@@ -284,7 +287,7 @@ func (s *PostgresStore) ExtendLeases(ctx context.Context, receipts []Receipt, le
 	if len(ids) == 0 {
 		return ok, nil
 	}
-	extended, err := s.q.MessageExtendLeases(ctx, db.MessageExtendLeasesParams{
+	extended, err := s.qf.MessageExtendLeases(ctx, db.MessageExtendLeasesParams{
 		IDs: ids, ClaimTokens: tokens, Scope: s.scope, Now: s.now(), LeaseMicros: lease.Microseconds(),
 	})
 	if err != nil {

@@ -134,6 +134,9 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 		return nil, err
 	}
 	s.cfg.cursors.record(key, start, r.Limit, msgs, keys)
+	if len(msgs) == r.Limit {
+		s.cfg.plans.backlog()
+	}
 	b.messages = msgs
 	if len(msgs) == 0 {
 		b.closed = true
@@ -248,7 +251,7 @@ func (b *LockedBatch) Finish(ctx context.Context, outcomes []Outcome) ([]Status,
 		p.Reasons = append(p.Reasons, reason)
 	}
 	b.closed = true
-	rows, err := b.store.q.MessageFinishLocked(ctx, p)
+	rows, err := b.store.qf.MessageFinishLocked(ctx, p)
 	if err != nil {
 		b.parent.sawError(err)
 		_ = b.tx.Rollback(ctx)

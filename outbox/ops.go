@@ -44,7 +44,7 @@ func (s *PostgresStore) Redrive(ctx context.Context, r RedriveRequest) (RedriveR
 	}
 	var res RedriveResult
 	for {
-		ids, err := s.q.MessageRedriveByLaneTarget(ctx, db.MessageRedriveByLaneTargetParams{
+		ids, err := s.qf.MessageRedriveByLaneTarget(ctx, db.MessageRedriveByLaneTargetParams{
 			Now: s.now(), Scope: s.scope, Lane: r.Lane, Target: r.Target, ErrorContains: r.ErrorContains, Max: purgeBatch,
 		})
 		if err != nil {
@@ -65,7 +65,7 @@ func (s *PostgresStore) redriveIDs(ctx context.Context, ids []string) (RedriveRe
 			keys = append(keys, key)
 		}
 	}
-	redriven, err := s.q.MessageRedriveByIDs(ctx, db.MessageRedriveByIDsParams{Now: s.now(), IDs: keys, Scope: s.scope})
+	redriven, err := s.qf.MessageRedriveByIDs(ctx, db.MessageRedriveByIDsParams{Now: s.now(), IDs: keys, Scope: s.scope})
 	if err != nil {
 		return RedriveResult{}, fmt.Errorf("outbox: redrive: %w", err)
 	}
@@ -138,7 +138,7 @@ func (s *PostgresStore) Purge(ctx context.Context, r PurgeRequest) (int64, error
 		}
 		// A batch, once started, finishes: interrupting it would roll it back.
 		bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		row, err := s.q.MessagePurge(bctx, db.MessagePurgeParams{
+		row, err := s.qf.MessagePurge(bctx, db.MessagePurgeParams{
 			Now: s.now(), OlderThanMicros: r.OlderThan.Microseconds(), Statuses: r.statuses(),
 			Scope: s.scope, AfterID: after, Max: int32(batch),
 		})
@@ -163,7 +163,7 @@ func (s *PostgresStore) PurgeCount(ctx context.Context, r PurgeRequest) (int64, 
 	if verr := r.check(); verr != nil {
 		return 0, fmt.Errorf("outbox: purge: %w", verr)
 	}
-	n, err := s.q.MessagePurgeCount(ctx, db.MessagePurgeCountParams{
+	n, err := s.qf.MessagePurgeCount(ctx, db.MessagePurgeCountParams{
 		Now: s.now(), OlderThanMicros: r.OlderThan.Microseconds(), Statuses: r.statuses(), Scope: s.scope,
 	})
 	if err != nil {
@@ -195,7 +195,7 @@ type Stats struct {
 // claimed and dead messages, so its cost follows the live backlog, not the
 // table's history: cheap enough to poll every few seconds.
 func (s *PostgresStore) Stats(ctx context.Context, withDelivered bool) ([]Stats, error) {
-	rows, err := s.q.MessageStats(ctx, db.MessageStatsParams{Now: s.now(), Scope: s.scope, WithDelivered: withDelivered})
+	rows, err := s.qf.MessageStats(ctx, db.MessageStatsParams{Now: s.now(), Scope: s.scope, WithDelivered: withDelivered})
 	if err != nil {
 		return nil, fmt.Errorf("outbox: stats: %w", err)
 	}
@@ -227,7 +227,7 @@ func (s *PostgresStore) ReleaseOrderingKey(ctx context.Context, lane, target, ke
 	if verr := validate.ReleaseKey(lane, target, key); verr != nil {
 		return 0, fmt.Errorf("outbox: release ordering key: %w", verr)
 	}
-	ids, err := s.q.MessageReleaseOrderingKey(ctx, db.MessageReleaseOrderingKeyParams{
+	ids, err := s.qf.MessageReleaseOrderingKey(ctx, db.MessageReleaseOrderingKeyParams{
 		Now: s.now(), Scope: s.scope, Lane: lane, Target: target, OrderingKey: key,
 	})
 	if err != nil {

@@ -21,6 +21,7 @@ type config struct {
 	releaseKeys    bool
 	notifier       *wakeup.Limiter // shared by the store's WithTx and Scoped views
 	cursors        *claimCursors   // likewise
+	plans          *planGeneration // likewise
 }
 
 func newConfig(opts []Option) config {
@@ -40,6 +41,7 @@ func newConfig(opts []Option) config {
 		c.notifier = wakeup.NewLimiter(c.notifyInterval, local)
 	}
 	c.cursors = newClaimCursors(local)
+	c.plans = &planGeneration{now: local}
 	return c
 }
 

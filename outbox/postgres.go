@@ -137,7 +137,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", explainSerialization(d.DedupeKey, err))
 		}
-		held, err := s.q.MessageGetByDedupeKey(ctx, db.MessageGetByDedupeKeyParams{
+		held, err := s.qf.MessageGetByDedupeKey(ctx, db.MessageGetByDedupeKeyParams{
 			Payload: d.Payload, Scope: s.scope, Lane: d.Lane, Target: d.Target, DedupeKey: d.DedupeKey,
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
@@ -244,6 +244,9 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 		sortClaimed(claimed, keys)
 	}
 	s.cfg.cursors.record(key, start, r.Limit, claimed, keys)
+	if len(claimed) == r.Limit {
+		s.cfg.plans.backlog()
+	}
 	return claimed, acked, nil
 }
 
@@ -332,7 +335,7 @@ func (s *PostgresStore) Ack(ctx context.Context, id, claimToken string) (bool, e
 	if !ok {
 		return false, nil
 	}
-	n, err := s.q.MessageAck(ctx, db.MessageAckParams{Now: s.now(), ID: key, Scope: s.scope, ClaimToken: token})
+	n, err := s.qf.MessageAck(ctx, db.MessageAckParams{Now: s.now(), ID: key, Scope: s.scope, ClaimToken: token})
 	if err != nil {
 		return false, fmt.Errorf("outbox: ack %s: %w", id, err)
 	}
@@ -378,7 +381,7 @@ func (s *PostgresStore) nack(ctx context.Context, id, claimToken, reason string,
 	if !ok {
 		return NackLostClaim, nil
 	}
-	status, err := s.q.MessageNack(ctx, db.MessageNackParams{
+	status, err := s.qf.MessageNack(ctx, db.MessageNackParams{
 		Now: s.now(), RetryAt: retryAt, RetryAfterMicros: afterMicros, LastError: validate.CleanReason(reason),
 		ID: key, Scope: s.scope, ClaimToken: token, ReleaseKeys: s.cfg.releaseKeys,
 	})
@@ -405,7 +408,7 @@ func (s *PostgresStore) DeadLetter(ctx context.Context, id, claimToken, reason s
 	if !ok {
 		return false, nil
 	}
-	n, err := s.q.MessageDeadLetter(ctx, db.MessageDeadLetterParams{
+	n, err := s.qf.MessageDeadLetter(ctx, db.MessageDeadLetterParams{
 		Now: s.now(), LastError: validate.CleanReason(reason), ID: key, Scope: s.scope, ClaimToken: token,
 		ReleaseKeys: s.cfg.releaseKeys,
 	})
@@ -472,7 +475,7 @@ func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
 	if !ok {
 		return Message{}, fmt.Errorf("outbox: get %q: %w", id, ErrNotFound)
 	}
-	row, err := s.q.MessageGet(ctx, db.MessageGetParams{ID: key, Scope: s.scope})
+	row, err := s.qf.MessageGet(ctx, db.MessageGetParams{ID: key, Scope: s.scope})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Message{}, fmt.Errorf("outbox: get %s: %w", id, ErrNotFound)
 	}
@@ -487,7 +490,7 @@ func (s *PostgresStore) Get(ctx context.Context, id string) (Message, error) {
 // when none is scheduled. An idle relay sleeps until then rather than until
 // its next poll (relay.DueScheduler).
 func (s *PostgresStore) NextDue(ctx context.Context, lane, target string) (time.Duration, bool, error) {
-	micros, err := s.q.MessageNextDue(ctx, db.MessageNextDueParams{Now: s.now(), Scope: s.scope, Lane: lane, Target: target})
+	micros, err := s.qf.MessageNextDue(ctx, db.MessageNextDueParams{Now: s.now(), Scope: s.scope, Lane: lane, Target: target})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}

@@ -857,8 +857,11 @@ ORDER BY k.lane COLLATE "C", k.target COLLATE "C";
 --
 -- Keyed messages are taken as in MessageClaim: only the head of each key,
 -- found by the same walk, and a head locked by another batch holds its key
--- (it is still pending, and the walk sees it as the head). Heads come first;
--- unkeyed messages, oldest first, fill the rest of the batch. Locks are
+-- (it is still pending, and the walk sees it as the head). Unkeyed
+-- messages come first, oldest first, and heads fill the rest of the batch:
+-- the unkeyed scan keeps a plain LIMIT, which lets the planner read the due
+-- index in order and stop (a LIMIT computed from the other branch would
+-- leave it guessing, and it reads the whole table and sorts). Locks are
 -- never taken beyond @max: a locked row that the batch did not return would
 -- stay locked, and undelivered, until the batch ends.
 WITH RECURSIVE
@@ -934,16 +937,6 @@ claimable_heads AS (
     ) c
     LIMIT @max::integer
 ),
-keyed AS (
-    SELECT m.id
-    FROM pgoutbox_message m
-    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
-      AND m.status = 'pending'
-      -- SKIP LOCKED does not skip rows this transaction already locked: a
-      -- second lock in the same batch names the first one's rows.
-      AND m.id <> ALL(@locked_ids::bigint[])
-    FOR UPDATE SKIP LOCKED
-),
 unkeyed AS (
     SELECT m.id
     FROM pgoutbox_message m
@@ -954,9 +947,20 @@ unkeyed AS (
       AND m.ordering_key IS NULL
       AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
       AND (m.available_at, m.id) > (sqlc.arg('after_available_at')::timestamptz, sqlc.arg('after_id')::bigint)
+      -- SKIP LOCKED does not skip rows this transaction already locked: a
+      -- second lock in the same batch names the first one's rows.
       AND m.id <> ALL(@locked_ids::bigint[])
     ORDER BY m.available_at, m.id
-    LIMIT greatest(sqlc.arg('max')::integer - (SELECT count(y.id) FROM keyed y), 0)
+    LIMIT @max::integer
+    FOR UPDATE SKIP LOCKED
+),
+keyed AS (
+    SELECT m.id
+    FROM pgoutbox_message m
+    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
+      AND m.status = 'pending'
+      AND m.id <> ALL(@locked_ids::bigint[])
+    LIMIT greatest(sqlc.arg('max')::integer - (SELECT count(u.id) FROM unkeyed u), 0)
     FOR UPDATE SKIP LOCKED
 )
 SELECT *
