@@ -283,12 +283,15 @@ func TestEveryReadIsPlannedForTheTableAsItIsNow(t *testing.T) {
 	time.Sleep(5100 * time.Millisecond)
 	ms := f.claim(in, small)
 	for name, run := range map[string]func() error{
-		"claim": func() error { _, err := in.Claim(f.ctx, small); return err },
-		"ack many":      func() error { _, err := in.AckMany(f.ctx, []outbox.Receipt{ms[0].Receipt()}); return err },
-		"extend leases": func() error { _, err := in.ExtendLeases(f.ctx, []outbox.Receipt{ms[1].Receipt()}, time.Minute); return err },
-		"nack":          func() error { _, err := in.NackAfter(f.ctx, ms[1].ID, ms[1].ClaimToken, "x", 0); return err },
-		"ack":           func() error { _, err := in.Ack(f.ctx, ms[2].ID, ms[2].ClaimToken); return err },
-		"get":           func() error { _, err := in.Get(f.ctx, ms[3].ID); return err },
+		"claim":    func() error { _, err := in.Claim(f.ctx, small); return err },
+		"ack many": func() error { _, err := in.AckMany(f.ctx, []outbox.Receipt{ms[0].Receipt()}); return err },
+		"extend leases": func() error {
+			_, err := in.ExtendLeases(f.ctx, []outbox.Receipt{ms[1].Receipt()}, time.Minute)
+			return err
+		},
+		"nack": func() error { _, err := in.NackAfter(f.ctx, ms[1].ID, ms[1].ClaimToken, "x", 0); return err },
+		"ack":  func() error { _, err := in.Ack(f.ctx, ms[2].ID, ms[2].ClaimToken); return err },
+		"get":  func() error { _, err := in.Get(f.ctx, ms[3].ID); return err },
 		// A locked batch inside tx is a savepoint, so its statements count
 		// in tx's counters too.
 		"lock and finish a batch": func() error {
