@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/outbox"
@@ -80,10 +81,12 @@ func (d *Dashboard) back(w http.ResponseWriter, r *http.Request, fallback, notic
 }
 
 // localPath accepts paths within the dashboard only, never another host
-// ("//evil", "/\evil") or scheme.
+// ("//evil", "/\evil") or scheme. Control characters are refused too:
+// browsers drop tabs and newlines from a URL (WHATWG URL, "basic URL
+// parser"), so "/\t/evil" would become "//evil" after the redirect.
 func localPath(p string) bool {
 	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.HasPrefix(p, "/\\") &&
-		!strings.ContainsAny(p, "\r\n")
+		strings.IndexFunc(p, unicode.IsControl) < 0
 }
 
 // redrive sends dead letters back to pending: one (the "one" button), a
