@@ -223,18 +223,24 @@ func (d *Dashboard) releaseForm(w http.ResponseWriter, r *http.Request) {
 		d.failErr(w, r, err)
 		return
 	}
-	holds, err := d.keyHolds(ctx, scope, st, dead)
+	holds, err := d.keyHolds(ctx, scope, st, dead, false)
 	if err != nil {
 		d.failErr(w, r, err)
 		return
 	}
 	for _, m := range dead {
-		if h := holds[m.ID]; h.Holds {
-			if len(data.Holders) == 0 {
-				data.Waiting = h
-			}
+		if holds[m.ID].Holds {
 			data.Holders = append(data.Holders, toRow(m))
 		}
+	}
+	if len(data.Holders) > 0 {
+		// What waits behind the first holder waits behind them all.
+		counted, err := d.keyHolds(ctx, scope, st, []outbox.Message{data.Holders[0].Message}, true)
+		if err != nil {
+			d.failErr(w, r, err)
+			return
+		}
+		data.Waiting = counted[data.Holders[0].ID]
 	}
 	d.render(w, r, http.StatusOK, "release_key", d.newPage(r, "Release ordering key", "dead"), data)
 }

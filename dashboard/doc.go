@@ -25,10 +25,12 @@
 //     redrive one, a selection, a group (its exact error) or all of a lane
 //     and target whose error contains a text. A dead letter that holds its
 //     ordering key (a dead-lettered head, which the key's later messages
-//     wait behind) is marked "holds key" with the count of messages waiting
-//     (up to 100), and its key can be released after a confirmation page
-//     (/dead-letters/release-key): the key's next message is delivered, the
-//     dead letter stays one (outbox.PostgresStore.ReleaseOrderingKey).
+//     wait behind) is marked "holds key", and its key can be released after
+//     a confirmation page (/dead-letters/release-key) that says how many
+//     messages wait (counted up to 100): the key's next message is
+//     delivered, the dead letter stays one
+//     (outbox.PostgresStore.ReleaseOrderingKey). The message's own page
+//     gives the count too.
 //   - Purge (/purge): a dry-run count first, then the purge.
 //   - /metrics: Prometheus text from the OpenTelemetry Prometheus exporter:
 //     gauges pgoutbox_messages_{pending,due,claimed,expired_leases,
