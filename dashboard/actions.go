@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
@@ -22,11 +24,12 @@ type action struct {
 	run  func(w http.ResponseWriter, r *http.Request, op operator, scope string, st *outbox.PostgresStore)
 }
 
-// actions are the dashboard's writes. A new one (releasing a blocked
-// ordering key, say) is one entry here and its handler.
+// actions are the dashboard's writes. A new one is one entry here and its
+// handler.
 func (d *Dashboard) actions() []action {
 	return []action{
 		{"/dead-letters/redrive", d.redrive},
+		{"/dead-letters/release-key", d.releaseKey},
 		{"/purge/preview", d.purgePreview},
 		{"/purge", d.purge},
 	}
@@ -78,10 +81,12 @@ func (d *Dashboard) back(w http.ResponseWriter, r *http.Request, fallback, notic
 }
 
 // localPath accepts paths within the dashboard only, never another host
-// ("//evil", "/\evil") or scheme.
+// ("//evil", "/\evil") or scheme. Control characters are refused too:
+// browsers drop tabs and newlines from a URL (WHATWG URL, "basic URL
+// parser"), so "/\t/evil" would become "//evil" after the redirect.
 func localPath(p string) bool {
 	return strings.HasPrefix(p, "/") && !strings.HasPrefix(p, "//") && !strings.HasPrefix(p, "/\\") &&
-		!strings.ContainsAny(p, "\r\n")
+		strings.IndexFunc(p, unicode.IsControl) < 0
 }
 
 // redrive sends dead letters back to pending: one (the "one" button), a
@@ -180,6 +185,90 @@ func redriveGroup(ctx context.Context, st *outbox.PostgresStore, lane, target, e
 		f.AfterID = page[len(page)-1].ID
 	}
 	return redriveIDs(ctx, st, ids)
+}
+
+type releaseData struct {
+	Lane, Target, Key string
+	Holders           []messageRow // the dead letters that hold the key
+	Waiting           keyHold      // what waits behind the first of them
+	Back              string       // where the form returns to
+	KeyList           string       // the key's messages
+}
+
+// releaseForm is the confirmation step of releasing an ordering key: which
+// dead letters hold it, how many messages wait behind them, and what
+// releasing does. It changes nothing; its form posts to releaseKey.
+func (d *Dashboard) releaseForm(w http.ResponseWriter, r *http.Request) {
+	scope, st, err := d.requestScope(r)
+	if err != nil {
+		d.failErr(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	data := releaseData{Lane: q.Get("lane"), Target: q.Get("target"), Key: q.Get("ordering_key"), Back: q.Get("back")}
+	sp := scopeParam(scope, d.scope)
+	if !localPath(data.Back) {
+		data.Back = strings.TrimPrefix(d.link("/dead-letters", "scope", sp, "lane", data.Lane, "target", data.Target), d.cfg.BasePath)
+	}
+	if verr := validate.ReleaseKey(data.Lane, data.Target, data.Key); verr != nil {
+		d.failErr(w, r, fmt.Errorf("release an ordering key: %w", verr))
+		return
+	}
+	data.KeyList = d.link("/messages", "scope", sp, "lane", data.Lane, "target", data.Target, "ordering_key", data.Key)
+	ctx, cancel := d.queryCtx(r)
+	defer cancel()
+	dead, err := st.List(ctx, outbox.ListFilter{Status: outbox.StatusDeadLetter, Lane: data.Lane, Target: data.Target,
+		OrderingKey: data.Key, Limit: pageSize})
+	if err != nil {
+		d.failErr(w, r, err)
+		return
+	}
+	holds, err := d.keyHolds(ctx, scope, st, dead, false)
+	if err != nil {
+		d.failErr(w, r, err)
+		return
+	}
+	for _, m := range dead {
+		if holds[m.ID].Holds {
+			data.Holders = append(data.Holders, toRow(m))
+		}
+	}
+	if len(data.Holders) > 0 {
+		// What waits behind the first holder waits behind them all.
+		counted, err := d.keyHolds(ctx, scope, st, []outbox.Message{data.Holders[0].Message}, true)
+		if err != nil {
+			d.failErr(w, r, err)
+			return
+		}
+		data.Waiting = counted[data.Holders[0].ID]
+	}
+	d.render(w, r, http.StatusOK, "release_key", d.newPage(r, "Release ordering key", "dead"), data)
+}
+
+// releaseKey releases an ordering key held by dead letters
+// (PostgresStore.ReleaseOrderingKey): the key's next message becomes its
+// head and is delivered; the dead letters stay dead letters.
+func (d *Dashboard) releaseKey(w http.ResponseWriter, r *http.Request, op operator, scope string, st *outbox.PostgresStore) {
+	f := r.PostForm
+	lane, target, key := f.Get("lane"), f.Get("target"), f.Get("ordering_key")
+	n, err := st.ReleaseOrderingKey(r.Context(), lane, target, key)
+	if err != nil {
+		d.failErr(w, r, err)
+		return
+	}
+	d.audit(r, op, "release_ordering_key", "scope", scope, "lane", lane, "target", target, "ordering_key", key, "released", n)
+	d.nudgeSampler()
+	shown := clip(key, listKeyRunes)
+	var notice string
+	switch n {
+	case 0:
+		notice = fmt.Sprintf("No dead letter held ordering key %q of %s / %s: nothing was released.", shown, lane, target)
+	case 1:
+		notice = fmt.Sprintf("Released ordering key %q of %s / %s: its dead letter no longer holds it, and the key's next message is delivered now.", shown, lane, target)
+	default:
+		notice = fmt.Sprintf("Released ordering key %q of %s / %s: its %d dead letters no longer hold it, and the key's next message is delivered now.", shown, lane, target, n)
+	}
+	d.back(w, r, "/dead-letters", notice)
 }
 
 type purgeData struct {

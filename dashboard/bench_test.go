@@ -3,6 +3,7 @@ package dashboard
 import (
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -112,4 +113,64 @@ func BenchmarkDashboard(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
 	})
+}
+
+// fillKeyed adds the worst case of the dead-letter page's ordering-key
+// lookups next to unkeyed dead letters: 50 dead letters on canonical/ledger,
+// each the head of its own key and holding it, with 200 pending messages
+// waiting behind each (10,000).
+const fillKeyed = `
+INSERT INTO pgoutbox_message (lane, target, payload, status, available_at, attempt_count, max_attempts, created_at, updated_at, last_error, ordering_key)
+SELECT 'canonical', 'ledger', jsonb_build_object('entry', g), 'dead_letter', now(), 5, 5, now(), now(),
+       'ledger rejected: 409 Conflict', 'account-' || g
+FROM generate_series(1, 50) g;
+INSERT INTO pgoutbox_message (lane, target, payload, status, available_at, attempt_count, max_attempts, created_at, updated_at, ordering_key)
+SELECT 'canonical', 'ledger', jsonb_build_object('entry', g), 'pending', now(), 0, 5, now(), now(), 'account-' || (1 + g % 50)
+FROM generate_series(1, 10000) g`
+
+// BenchmarkDeadLettersHoldingKeys measures what marking the dead letters
+// that hold their ordering key costs a page: a page of 50 dead letters that
+// each hold a key with 200 messages waiting (a primary-key lookup and a
+// count of up to 100 waiting messages each) against a page of 50 unkeyed
+// dead letters, in the same run:
+//
+//	go test -run '^$' -bench DeadLettersHoldingKeys -benchtime 50x ./dashboard
+func BenchmarkDeadLettersHoldingKeys(b *testing.B) {
+	f := newFixture(b)
+	ctx := b.Context()
+	if _, err := f.db.Pool.Exec(ctx, fillLive); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, fillKeyed); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, "VACUUM ANALYZE pgoutbox_message"); err != nil {
+		b.Fatal(err)
+	}
+	f.sample()
+	var held string
+	if err := f.db.Pool.QueryRow(ctx, "SELECT min(id)::text FROM pgoutbox_message WHERE target = 'ledger'").Scan(&held); err != nil {
+		b.Fatal(err)
+	}
+	var unkeyed string
+	if err := f.db.Pool.QueryRow(ctx, "SELECT min(id)::text FROM pgoutbox_message WHERE status = 'dead_letter'").Scan(&unkeyed); err != nil {
+		b.Fatal(err)
+	}
+	get := func(path, want string) func(*testing.B) {
+		return func(b *testing.B) {
+			for b.Loop() {
+				rec := httptest.NewRecorder()
+				f.dash.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil))
+				if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), want) {
+					b.Fatalf("GET %s: %d, want %q in\n%s", path, rec.Code, want, rec.Body)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/1000/float64(b.N), "ms/op")
+		}
+	}
+	b.Run("dead-letters/50-unkeyed", get("/dead-letters?target=order_webhook", "webhook unavailable"))
+	b.Run("dead-letters/50-holding-keys", get("/dead-letters?target=ledger", `<span class="hold"`))
+	b.Run("detail/unkeyed-dead-letter", get("/messages/"+unkeyed, `<pre class="error-text">`))
+	b.Run("detail/holding-key", get("/messages/"+held, `<b class="waiting">100&#43;</b>`))
+	b.Run("release-key-confirm", get("/dead-letters/release-key?lane=canonical&target=ledger&ordering_key=account-1", `<b class="waiting">100&#43;</b>`))
 }

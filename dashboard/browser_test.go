@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -136,11 +137,13 @@ func (b tab) shoot(name string) {
 
 // TestBrowser drives the dashboard in headless Chromium: every page loads,
 // the overview refreshes itself, a hostile payload stays inert, an operator
-// signs in, redrives a dead letter and a selection by clicking, and sees
-// the result in the table. It saves a screenshot of each page.
+// signs in, redrives a dead letter and a selection by clicking, releases an
+// ordering key held by a dead letter, and sees the result in the table and
+// in the store. It saves a screenshot of each page.
 func TestBrowser(t *testing.T) {
 	f := newFixture(t, withWrites, func(c *Config) { c.History = 30 * time.Second })
 	s := f.seed()
+	k := f.seedKeyed()
 	b := tab{t: t, ctx: browser(t), dir: screenshotDir(t)}
 
 	// A dialog means a payload or an error ran as script. Listen's func
@@ -215,6 +218,21 @@ func TestBrowser(t *testing.T) {
 	if text := b.text(`table.messages tbody`); strings.Contains(text, "dead_letter") || !strings.Contains(text, "pending") {
 		t.Errorf("filtered list shows other statuses:\n%s", text)
 	}
+
+	// Filter by ordering key through the form: the key's messages, in order.
+	b.do("messages of a key",
+		chromedp.Navigate(base+"/messages"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=ordering_key]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=ordering_key]`), keyHeld),
+		chromedp.Click(chromedp.CSS(`form.filters button`)),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=ordering_key][value="`+keyHeld+`"]`)),
+	)
+	if rows, keys := b.count(`table.messages tbody tr`), b.count(`table.messages td.key a`); rows != len(k.held) || keys != len(k.held) {
+		t.Errorf("messages of %s: %d rows, %d keys shown; want %d", keyHeld, rows, keys, len(k.held))
+	}
+	if first := b.text(`table.messages tbody tr:first-child td.n a`); first != k.held[0] {
+		t.Errorf("the key's first message is %s, want %s", first, k.held[0])
+	}
 	b.shoot("messages")
 
 	// The hostile payload and error render as text on the detail page.
@@ -223,7 +241,7 @@ func TestBrowser(t *testing.T) {
 	if !strings.Contains(payload, "<script>alert(1)</script>") || lastErr != xssError || scripts != 1 {
 		t.Errorf("hostile payload not shown as text: payload %q, error %q, %d scripts (want app.js only)", payload, lastErr, scripts)
 	}
-	b.shoot("message")
+	b.shoot("message-hostile")
 
 	// Read-only until signed in: the dead-letter page offers no buttons.
 	b.do("dead letters signed out", chromedp.Navigate(base+"/dead-letters"), chromedp.WaitVisible(chromedp.CSS(`table.groups`)))
@@ -274,6 +292,50 @@ func TestBrowser(t *testing.T) {
 		}
 	}
 	b.shoot("dead-letters-redriven")
+
+	// A keyed dead letter: its key, its headers, and that it holds the key.
+	b.do("keyed message", chromedp.Navigate(base+"/messages/"+k.held[0]), chromedp.WaitVisible(chromedp.CSS(`.holds .hold`)))
+	if n, waiting := b.count(`table.headers tbody tr`), b.text(`.holds b.waiting`); n != 3 || waiting != "3" {
+		t.Errorf("keyed dead letter: %d headers, %q waiting; want 3 and 3", n, waiting)
+	}
+	b.shoot("message")
+
+	// Release the key by clicking: the dead-letter row's link, the
+	// confirmation page, its button.
+	b.do("release key: confirm",
+		chromedp.Navigate(base+"/dead-letters?lane=canonical&target=ledger"),
+		chromedp.WaitVisible(chromedp.CSS(fmt.Sprintf(`tr[data-id="%s"] .hold`, k.held[0]))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`tr[data-id="%s"] a.release`, k.held[0]))),
+		chromedp.WaitVisible(chromedp.CSS(`form.confirm button.danger`)),
+	)
+	if holders, waiting := b.count(`table.holders tbody tr`), b.text(`b.waiting`); holders != 1 || waiting != "3" {
+		t.Errorf("confirmation page: %d holders, %q waiting; want 1 and 3", holders, waiting)
+	}
+	if f.released(k.held[0]) {
+		t.Fatal("the confirmation page released the key")
+	}
+	b.shoot("release-key")
+	b.do("release key",
+		chromedp.Click(chromedp.CSS(`form.confirm button.danger`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.notice`)),
+	)
+	if notice := b.text(`p.notice`); !strings.HasPrefix(notice, `Released ordering key "`+keyHeld+`" of canonical / ledger`) {
+		t.Errorf("release notice %q", notice)
+	}
+	if rows, holds := b.count(fmt.Sprintf(`tr[data-id="%s"]`, k.held[0])), b.count(fmt.Sprintf(`tr[data-id="%s"] .hold`, k.held[0])); rows != 1 || holds != 0 {
+		t.Errorf("after the release: the dead letter is listed %d times, with %d hold badges; want 1 and 0", rows, holds)
+	}
+	// The key's next message is handed out now; the dead letter stays one.
+	var claimed []string
+	for _, m := range f.claim(f.store, "canonical", "ledger", 2, time.Minute) {
+		claimed = append(claimed, m.ID)
+	}
+	if !slices.Contains(claimed, k.held[1]) || f.status(k.held[0]) != outbox.StatusDeadLetter {
+		t.Errorf("after the release: claimed %v, want %s (the key's next message); the dead letter is %s", claimed, k.held[1], f.status(k.held[0]))
+	}
+	if audit := f.logs.lines("dashboard: write"); len(audit) == 0 || audit[len(audit)-1]["action"] != "release_ordering_key" || audit[len(audit)-1]["auth"] != "session" {
+		t.Errorf("the release is not in the audit log: %v", audit)
+	}
 
 	b.do("purge preview",
 		chromedp.Navigate(base+"/purge"),

@@ -114,6 +114,7 @@ func (d *Dashboard) routes() http.Handler {
 	mux.HandleFunc("GET /messages", d.messages)
 	mux.HandleFunc("GET /messages/{id}", d.message)
 	mux.HandleFunc("GET /dead-letters", d.deadLetters)
+	mux.HandleFunc("GET /dead-letters/release-key", d.releaseForm)
 	mux.HandleFunc("GET /purge", d.purgeForm)
 	mux.HandleFunc("GET /login", d.loginForm)
 	mux.HandleFunc("POST /login", d.login)

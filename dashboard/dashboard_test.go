@@ -303,9 +303,13 @@ func TestSignInSession(t *testing.T) {
 	if res.StatusCode != http.StatusUnauthorized || len(res.Cookies()) != 0 || len(f.logs.lines("dashboard: sign-in failed")) != 1 {
 		t.Fatalf("wrong token: %d %v", res.StatusCode, res.Cookies())
 	}
-	res, _ = f.do(http.MethodPost, "/login", request{form: url.Values{"name": {testUser}, "token": {testToken}, "next": {"//evil.example/"}}})
-	if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/" {
-		t.Fatalf("sign in: %d, redirect to %q", res.StatusCode, res.Header.Get("Location"))
+	// Browsers drop tabs and newlines from a URL: "/\t/evil.example/" would
+	// lead to //evil.example/.
+	for _, next := range []string{"//evil.example/", "/\\evil.example/", "/\t/evil.example/", "/\n/evil.example/", "https://evil.example/"} {
+		res, _ = f.do(http.MethodPost, "/login", request{form: url.Values{"name": {testUser}, "token": {testToken}, "next": {next}}})
+		if res.StatusCode != http.StatusSeeOther || res.Header.Get("Location") != "/" {
+			t.Fatalf("sign in with next %q: %d, redirect to %q", next, res.StatusCode, res.Header.Get("Location"))
+		}
 	}
 	var c *http.Cookie
 	for _, x := range res.Cookies() {
@@ -321,7 +325,7 @@ func TestSignInSession(t *testing.T) {
 		t.Errorf("write with the session: %d", res.StatusCode)
 	}
 	audit := f.logs.lines("dashboard: write")
-	if len(audit) != 2 || audit[1]["who"] != testUser || audit[1]["auth"] != "session" {
+	if len(audit) != 6 || audit[5]["action"] != "redrive" || audit[5]["who"] != testUser || audit[5]["auth"] != "session" { // five sign-ins, one redrive
 		t.Errorf("audit: %v", audit)
 	}
 	tampered := http.Header{"Cookie": {c.Name + "=" + strings.Replace(c.Value, ".", ".1", 1)}}

@@ -16,12 +16,21 @@
 //     message's age, claimed, expired leases, dead letters and deliveries
 //     per second, refreshed in place every sample interval, with charts of
 //     the backlog and the delivery rate over the last hour.
-//   - Messages (/messages): filters by status, lane, target, dedupe key and
-//     error text, pages by id; /messages/{id} shows every field, the last
-//     error and the pretty-printed payload.
+//   - Messages (/messages): filters by status, lane, target, ordering key,
+//     dedupe key and error text, pages by id; /messages/{id} shows every
+//     field, the ordering key (with a link to the key's messages), the
+//     headers sorted by name, the last error and the pretty-printed
+//     payload.
 //   - Dead letters (/dead-letters): grouped by lane, target and error;
 //     redrive one, a selection, a group (its exact error) or all of a lane
-//     and target whose error contains a text.
+//     and target whose error contains a text. A dead letter that holds its
+//     ordering key (a dead-lettered head, which the key's later messages
+//     wait behind) is marked "holds key", and its key can be released after
+//     a confirmation page (/dead-letters/release-key) that says how many
+//     messages wait (counted up to 100): the key's next message is
+//     delivered, the dead letter stays one
+//     (outbox.PostgresStore.ReleaseOrderingKey). The message's own page
+//     gives the count too.
 //   - Purge (/purge): a dry-run count first, then the purge.
 //   - /metrics: Prometheus text from the OpenTelemetry Prometheus exporter:
 //     gauges pgoutbox_messages_{pending,due,claimed,expired_leases,

@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -268,4 +270,85 @@ func testContext(t testing.TB) (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	t.Cleanup(cancel)
 	return ctx, cancel
+}
+
+// The keyed messages seedKeyed makes.
+const (
+	keyHeld     = "account-42"                   // its head is a dead letter that holds the key; 3 wait behind it
+	keyReleased = "account-9"                    // its head died and the key was released; 1 pending
+	keyHostile  = `<img src=x onerror=alert(6)>` // a key an attacker chose, on target "audit"
+	errConflict = "ledger rejected: 409 Conflict"
+	// A header an attacker chose, name and value.
+	hostileHeaderName  = `<svg onload=alert(7)>`
+	hostileHeaderValue = `"><script>alert(8)</script>`
+)
+
+// keyed names what seedKeyed made.
+type keyed struct {
+	held, released, hostile []string // ids of each key, in order; the first of each is a dead letter
+}
+
+// seedKeyed adds ordered messages with headers on canonical/ledger (keys
+// keyHeld and keyReleased) and canonical/audit (keyHostile): the head of
+// each key is dead-lettered, and keyReleased is released, so keyHeld's and
+// keyHostile's dead letters hold their keys and keyReleased's does not.
+func (f *fixture) seedKeyed() keyed {
+	f.t.Helper()
+	var k keyed
+	st := f.store
+	headers := func(i int) map[string]string {
+		return map[string]string{
+			"traceparent":     fmt.Sprintf("00-4bf92f3577b34da6a3ce929d0e0e47%02d-00f067aa0ba902b7-01", i),
+			"content-type":    "application/json",
+			"idempotency-key": fmt.Sprintf("ledger-entry-%d", 7100+i),
+		}
+	}
+	enqueue := func(target, key string, n int, h func(int) map[string]string) []string {
+		var ids []string
+		for i := range n {
+			res, err := st.Enqueue(f.ctx, outbox.Draft{Lane: "canonical", Target: target, OrderingKey: key, Headers: h(i),
+				Payload: json.RawMessage(fmt.Sprintf(`{"account":%q,"entry":%d,"amount_cents":%d}`, key, 7100+i, 1500*(i+1)))})
+			if err != nil {
+				f.t.Fatal(err)
+			}
+			ids = append(ids, res.Message.ID)
+		}
+		return ids
+	}
+	k.held = enqueue("ledger", keyHeld, 4, headers)
+	k.released = enqueue("ledger", keyReleased, 2, headers)
+	k.hostile = enqueue("audit", keyHostile, 2, func(int) map[string]string {
+		return map[string]string{hostileHeaderName: hostileHeaderValue, "content-type": "application/json"}
+	})
+	// One claim per target hands out each key's head only.
+	for target, heads := range map[string][]string{"ledger": {k.held[0], k.released[0]}, "audit": {k.hostile[0]}} {
+		got := f.claim(st, "canonical", target, len(heads), time.Minute)
+		reason := errConflict
+		if target == "audit" {
+			reason = "audit log refused: 422 Unprocessable Entity"
+		}
+		for _, m := range got {
+			if !slices.Contains(heads, m.ID) {
+				f.t.Fatalf("claim on %s handed out %s, not a key's head %v", target, m.ID, heads)
+			}
+			if ok, err := st.DeadLetter(f.ctx, m.ID, m.ClaimToken, reason); err != nil || !ok {
+				f.t.Fatalf("dead letter %s: %v %v", m.ID, ok, err)
+			}
+		}
+	}
+	if n, err := st.ReleaseOrderingKey(f.ctx, "canonical", "ledger", keyReleased); err != nil || n != 1 {
+		f.t.Fatalf("release %s: %d %v", keyReleased, n, err)
+	}
+	return k
+}
+
+// released reads whether a keyed dead letter was released (the store's
+// Message does not say).
+func (f *fixture) released(id string) bool {
+	f.t.Helper()
+	var released bool
+	if err := f.db.Pool.QueryRow(f.ctx, "SELECT ordering_key_released FROM pgoutbox_message WHERE id = $1::bigint", id).Scan(&released); err != nil {
+		f.t.Fatal(err)
+	}
+	return released
 }

@@ -2,10 +2,12 @@ package dashboard
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -15,7 +17,10 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
 	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
@@ -25,6 +30,8 @@ const (
 	pageSize         = 50
 	listPayloadRunes = 120     // payloads in lists are cut to this
 	listErrorRunes   = 140     // and errors
+	listKeyRunes     = 40      // and ordering keys
+	maxWaitingCount  = 100     // messages waiting behind a held key are counted up to this
 	maxDetailPayload = 1 << 20 // the detail page shows at most 1 MiB of a payload
 	maxGroups        = 200     // dead-letter groups shown
 )
@@ -123,7 +130,7 @@ func (d *Dashboard) parseTemplates() (map[string]*template.Template, error) {
 		"scopename": scopeLabel,
 	}
 	out := map[string]*template.Template{}
-	for _, name := range []string{"overview", "live", "messages", "message", "dead_letters", "purge", "login", "error"} {
+	for _, name := range []string{"overview", "live", "messages", "message", "dead_letters", "release_key", "purge", "login", "error"} {
 		files := []string{"templates/layout.html", "templates/" + name + ".html"}
 		switch name {
 		case "live":
@@ -343,6 +350,7 @@ func messageFilters(q url.Values) []filterField {
 			string(outbox.StatusDelivered), string(outbox.StatusDeadLetter)}},
 		{Name: "lane", Label: "Lane"},
 		{Name: "target", Label: "Target"},
+		{Name: "ordering_key", Label: "Ordering key"},
 		{Name: "dedupe_key", Label: "Dedupe key"},
 		{Name: "error", Label: "Error contains"},
 	}
@@ -355,7 +363,7 @@ func messageFilters(q url.Values) []filterField {
 func listFilter(q url.Values) outbox.ListFilter {
 	return outbox.ListFilter{
 		Status: outbox.Status(q.Get("status")), Lane: q.Get("lane"), Target: q.Get("target"),
-		DedupeKey: q.Get("dedupe_key"), ErrorContains: q.Get("error"),
+		OrderingKey: q.Get("ordering_key"), DedupeKey: q.Get("dedupe_key"), ErrorContains: q.Get("error"),
 		AfterID: q.Get("after"), Limit: pageSize,
 	}
 }
@@ -371,10 +379,12 @@ type messagesData struct {
 type messageRow struct {
 	outbox.Message
 	PayloadShort string
+	KeyShort     string  // the ordering key cut for a list, "" when none
+	Hold         keyHold // for keyed dead letters: whether it holds its key
 }
 
 func toRow(m outbox.Message) messageRow {
-	return messageRow{Message: m, PayloadShort: clip(compactJSON(m.Payload), listPayloadRunes)}
+	return messageRow{Message: m, PayloadShort: clip(compactJSON(m.Payload), listPayloadRunes), KeyShort: clip(m.OrderingKey, listKeyRunes)}
 }
 
 func (d *Dashboard) messages(w http.ResponseWriter, r *http.Request) {
@@ -433,11 +443,13 @@ func withError(p page, err error) page {
 type field struct {
 	Label, Value string
 	Mono         bool
+	Href         string // a link next to the value, when set
+	HrefText     string
 }
 
 // messageFields are the detail page's fields in order. A new Message field
 // is one line here.
-func messageFields(m outbox.Message) []field {
+func messageFields(m outbox.Message, keyList string) []field {
 	lease := ""
 	if !m.LeaseExpiresAt.IsZero() {
 		lease = fmtTime(m.LeaseExpiresAt)
@@ -448,6 +460,7 @@ func messageFields(m outbox.Message) []field {
 		{Label: "Lane", Value: m.Lane},
 		{Label: "Target", Value: m.Target},
 		{Label: "Dedupe key", Value: m.DedupeKey, Mono: true},
+		orderingKeyField(m, keyList),
 		{Label: "Attempts", Value: fmt.Sprintf("%d of %d", m.AttemptCount, m.MaxAttempts)},
 		{Label: "Created", Value: fmtTime(m.CreatedAt)},
 		{Label: "Available at", Value: fmtTime(m.AvailableAt)},
@@ -457,16 +470,41 @@ func messageFields(m outbox.Message) []field {
 	}
 }
 
+// orderingKeyField shows a message's ordering key with a link to the key's
+// messages (keyList), in their order.
+func orderingKeyField(m outbox.Message, keyList string) field {
+	f := field{Label: "Ordering key", Value: m.OrderingKey, Mono: true}
+	if m.OrderingKey != "" {
+		f.Href, f.HrefText = keyList, "the key's messages"
+	}
+	return f
+}
+
+// header is one message header, for the detail page.
+type header struct{ Name, Value string }
+
+// sortedHeaders are h in name order, so that the page reads the same every
+// time.
+func sortedHeaders(h map[string]string) []header {
+	out := make([]header, 0, len(h))
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		out = append(out, header{Name: name, Value: h[name]})
+	}
+	return out
+}
+
 type messageData struct {
 	Message   outbox.Message
 	Fields    []field
+	Headers   []header
 	Payload   string
 	Truncated int // bytes of payload not shown
 	Dead      bool
+	Hold      keyHold // a keyed dead letter: whether it holds its key
 }
 
 func (d *Dashboard) message(w http.ResponseWriter, r *http.Request) {
-	_, st, err := d.requestScope(r)
+	scope, st, err := d.requestScope(r)
 	if err != nil {
 		d.failErr(w, r, err)
 		return
@@ -478,7 +516,19 @@ func (d *Dashboard) message(w http.ResponseWriter, r *http.Request) {
 		d.failErr(w, r, err)
 		return
 	}
-	data := messageData{Message: m, Fields: messageFields(m), Dead: m.Status == outbox.StatusDeadLetter}
+	sp := scopeParam(scope, d.scope)
+	keyList := d.link("/messages", "scope", sp, "lane", m.Lane, "target", m.Target, "ordering_key", m.OrderingKey)
+	data := messageData{Message: m, Fields: messageFields(m, keyList), Headers: sortedHeaders(m.Headers),
+		Dead: m.Status == outbox.StatusDeadLetter}
+	holds, err := d.keyHolds(ctx, scope, st, []outbox.Message{m}, true)
+	if err != nil {
+		d.failErr(w, r, err)
+		return
+	}
+	data.Hold = holds[m.ID]
+	if data.Hold.Holds {
+		data.Hold.Release = d.releaseLink(sp, m, d.here(r))
+	}
 	data.Payload = prettyJSON(m.Payload)
 	if len(data.Payload) > maxDetailPayload {
 		cut := maxDetailPayload
@@ -539,8 +589,18 @@ func (d *Dashboard) deadLetters(w http.ResponseWriter, r *http.Request) {
 		d.failErr(w, r, err)
 		return
 	}
+	holds, err := d.keyHolds(ctx, scope, st, msgs, false)
+	if err != nil {
+		d.failErr(w, r, err)
+		return
+	}
 	for _, m := range msgs {
-		data.Messages = append(data.Messages, toRow(m))
+		row := toRow(m)
+		row.Hold = holds[m.ID]
+		if row.Hold.Holds {
+			row.Hold.Release = d.releaseLink(sp, m, d.here(r))
+		}
+		data.Messages = append(data.Messages, row)
 	}
 	kv := []string{"scope", sp, "lane", data.Lane, "target", data.Target, "error", data.Error}
 	if limit, _ := validate.ListLimit(f.Limit); len(msgs) == limit {
@@ -550,6 +610,76 @@ func (d *Dashboard) deadLetters(w http.ResponseWriter, r *http.Request) {
 		data.First = d.link("/dead-letters", kv...)
 	}
 	d.render(w, r, http.StatusOK, "dead_letters", d.newPage(r, "Dead letters", "dead"), data)
+}
+
+// keyHold says whether a keyed dead letter holds its ordering key, and how
+// many of the key's messages wait behind it.
+type keyHold struct {
+	Holds   bool
+	Waiting int  // pending messages of the key enqueued after it, up to maxWaitingCount; -1 when not counted
+	More    bool // maxWaitingCount or more wait
+	Release string
+}
+
+// WaitingText is the count of waiting messages for people: "3", "100+".
+func (h keyHold) WaitingText() string {
+	if h.More {
+		return fmtInt(maxWaitingCount) + "+"
+	}
+	return fmtInt(int64(h.Waiting))
+}
+
+// keyHolds finds which of msgs are dead letters that hold their ordering
+// key (not released), by id, and with count, how many messages wait behind
+// each.
+//
+// outbox.Message does not say whether a dead letter was released, so each
+// keyed dead letter is read again by its primary key through the store's
+// own generated statement (MessageGet), whose row has the flag: about
+// 0.1 ms each. Waiting messages are counted with List (the key's partial
+// index), bounded by maxWaitingCount; List is planned per execution, so a
+// count costs about 2.5 ms whatever the key's size, which is why lists of
+// dead letters show the badge only and the count is on the message's page
+// and the release's confirmation (BenchmarkDeadLettersHoldingKeys).
+func (d *Dashboard) keyHolds(ctx context.Context, scope string, st *outbox.PostgresStore, msgs []outbox.Message, count bool) (map[string]keyHold, error) {
+	out := map[string]keyHold{}
+	for _, m := range msgs {
+		if m.Status != outbox.StatusDeadLetter || m.OrderingKey == "" {
+			continue
+		}
+		id, ok := msgid.Parse(m.ID)
+		if !ok {
+			continue
+		}
+		row, err := d.q.MessageGet(ctx, db.MessageGetParams{ID: id, Scope: scope})
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue // purged since it was listed
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ordering key of message %s: %w", m.ID, err)
+		}
+		if row.Status != string(outbox.StatusDeadLetter) || row.OrderingKeyReleased {
+			continue
+		}
+		if !count {
+			out[m.ID] = keyHold{Holds: true, Waiting: -1}
+			continue
+		}
+		waiting, err := st.List(ctx, outbox.ListFilter{Status: outbox.StatusPending, Lane: m.Lane, Target: m.Target,
+			OrderingKey: m.OrderingKey, AfterID: m.ID, Limit: maxWaitingCount})
+		if err != nil {
+			return nil, fmt.Errorf("messages waiting behind message %s: %w", m.ID, err)
+		}
+		out[m.ID] = keyHold{Holds: true, Waiting: len(waiting), More: len(waiting) == maxWaitingCount}
+	}
+	return out, nil
+}
+
+// releaseLink leads to the confirmation page of releasing m's ordering
+// key, which comes back to back (a path within the dashboard) afterwards.
+func (d *Dashboard) releaseLink(scopeParam string, m outbox.Message, back string) string {
+	return d.link("/dead-letters/release-key", "scope", scopeParam, "lane", m.Lane, "target", m.Target,
+		"ordering_key", m.OrderingKey, "back", back)
 }
 
 func optional(s string) *string {

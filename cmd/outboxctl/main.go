@@ -10,16 +10,21 @@
 //
 //	migrate up|down|status|version   apply, roll back or inspect the schema, with the
 //	                                 same migrations and lock as outbox.Migrate
-//	list                             messages oldest first, filtered by status, lane and
-//	                                 target, paged by id
-//	get ID                           one message with its last error and payload
+//	list                             messages oldest first, filtered by status, lane,
+//	                                 target and ordering key, paged by id
+//	get ID                           one message with its ordering key, headers, last
+//	                                 error and payload
 //	stats                            per lane and target: pending, due, oldest due age,
 //	                                 claimed, expired leases, dead letters (--watch)
 //	redrive                          dead letters back to pending with fresh attempts,
 //	                                 by id or by lane, target and error text
+//	release-key KEY                  let an ordering key held by a dead letter move on:
+//	                                 its next message is delivered, the dead letter stays
 //	purge                            delete finished messages older than a duration,
 //	                                 in batches of 1000 (--dead-letters, --dry-run)
-//	enqueue                          enqueue a message by hand (payload from stdin)
+//	enqueue                          enqueue a message by hand (payload from stdin),
+//	                                 with an ordering key and headers if given
+//	serve                            the web dashboard (read-only unless --enable-writes)
 //	bench                            measure enqueue, burn-down and wake-up latency, with
 //	                                 the WAL each writes, on this server; leaves nothing
 //
@@ -70,12 +75,13 @@ type stdio struct {
 func commands() []command {
 	return []command{
 		{"migrate", "apply, roll back or inspect the pgoutbox schema", runMigrate},
-		{"list", "list messages, oldest first, with filters and pages", runList},
+		{"list", "list messages, oldest first, with filters (ordering key among them) and pages", runList},
 		{"get", "show one message", runGet},
 		{"stats", "counts and ages per lane and target (--watch to refresh)", runStats},
 		{"redrive", "send dead letters back to pending", runRedrive},
+		{"release-key", "let an ordering key held by a dead letter move on", runReleaseKey},
 		{"purge", "delete old delivered messages (and dead letters) in batches", runPurge},
-		{"enqueue", "enqueue a message (payload from --payload or stdin)", runEnqueue},
+		{"enqueue", "enqueue a message (payload from --payload or stdin; --ordering-key, --header)", runEnqueue},
 		{"serve", "serve the web dashboard (read-only unless --enable-writes)", runServe},
 		{"bench", "measure enqueue, burn-down and wake-up latency on this server", runBench},
 	}
@@ -128,7 +134,7 @@ func printUsage(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Commands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-11s  %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Run 'outboxctl <command> --help' for a command's flags.")

@@ -7,9 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -65,26 +69,29 @@ func asUsage(err error) error {
 
 // messageJSON is a message as scripts see it.
 type messageJSON struct {
-	ID             string          `json:"id"`
-	Lane           string          `json:"lane"`
-	Target         string          `json:"target"`
-	Status         outbox.Status   `json:"status"`
-	Payload        json.RawMessage `json:"payload"`
-	DedupeKey      string          `json:"dedupe_key,omitempty"`
-	AvailableAt    time.Time       `json:"available_at"`
-	AttemptCount   int             `json:"attempt_count"`
-	MaxAttempts    int             `json:"max_attempts"`
-	ClaimedBy      string          `json:"claimed_by,omitempty"`
-	LeaseExpiresAt *time.Time      `json:"lease_expires_at,omitempty"`
-	LastError      string          `json:"last_error,omitempty"`
-	CreatedAt      time.Time       `json:"created_at"`
-	UpdatedAt      time.Time       `json:"updated_at"`
+	ID             string            `json:"id"`
+	Lane           string            `json:"lane"`
+	Target         string            `json:"target"`
+	Status         outbox.Status     `json:"status"`
+	Payload        json.RawMessage   `json:"payload"`
+	DedupeKey      string            `json:"dedupe_key,omitempty"`
+	OrderingKey    string            `json:"ordering_key,omitempty"`
+	Headers        map[string]string `json:"headers,omitempty"`
+	AvailableAt    time.Time         `json:"available_at"`
+	AttemptCount   int               `json:"attempt_count"`
+	MaxAttempts    int               `json:"max_attempts"`
+	ClaimedBy      string            `json:"claimed_by,omitempty"`
+	LeaseExpiresAt *time.Time        `json:"lease_expires_at,omitempty"`
+	LastError      string            `json:"last_error,omitempty"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
 }
 
 // toJSON leaves the claim token out: output is for operators and logs.
 func toJSON(m outbox.Message) messageJSON {
 	j := messageJSON{
 		ID: m.ID, Lane: m.Lane, Target: m.Target, Status: m.Status, Payload: m.Payload, DedupeKey: m.DedupeKey,
+		OrderingKey: m.OrderingKey, Headers: m.Headers,
 		AvailableAt: m.AvailableAt.UTC(), AttemptCount: m.AttemptCount, MaxAttempts: m.MaxAttempts,
 		ClaimedBy: m.ClaimedBy, LastError: m.LastError, CreatedAt: m.CreatedAt.UTC(), UpdatedAt: m.UpdatedAt.UTC(),
 	}
@@ -101,8 +108,16 @@ func writeJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
+// clip shortens s to n runes on one line for a table cell: control
+// characters (a newline or a tab in an error or an ordering key) would
+// break the table's rows and columns, so each becomes a space.
 func clip(s string, n int) string {
-	s = strings.ReplaceAll(s, "\n", " ")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
 	if len([]rune(s)) <= n {
 		return s
 	}
@@ -115,6 +130,7 @@ func runList(ctx context.Context, args []string, std stdio) error {
 	status := fs.String("status", "", "only this status: pending, claimed, delivered or dead_letter")
 	lane := fs.String("lane", "", "only this lane")
 	target := fs.String("target", "", "only this target")
+	orderingKey := fs.String("ordering-key", "", "only the messages of this ordering key, in their order")
 	limit := fs.Int("limit", 50, fmt.Sprintf("messages per page (at most %d)", outbox.MaxListLimit))
 	after := fs.String("after", "", "list messages after this id (the next page)")
 	if err := parse(fs, args); err != nil {
@@ -126,7 +142,11 @@ func runList(ctx context.Context, args []string, std stdio) error {
 	if *limit < 1 || *limit > outbox.MaxListLimit {
 		return usagef("--limit must be between 1 and %d, got %d", outbox.MaxListLimit, *limit)
 	}
-	filter := outbox.ListFilter{Status: outbox.Status(*status), Lane: *lane, Target: *target, Limit: *limit, AfterID: *after}
+	if flagSet(fs, "ordering-key") && *orderingKey == "" {
+		return usagef("--ordering-key: give a key (leave the flag out to list every message)")
+	}
+	filter := outbox.ListFilter{Status: outbox.Status(*status), Lane: *lane, Target: *target, OrderingKey: *orderingKey,
+		Limit: *limit, AfterID: *after}
 	if err := filter.Validate(); err != nil {
 		return usageError{err}
 	}
@@ -149,11 +169,22 @@ func runList(ctx context.Context, args []string, std stdio) error {
 		}
 		return writeJSON(std.out, out)
 	}
-	tw := tabwriter.NewWriter(std.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tLANE\tTARGET\tATTEMPTS\tAVAILABLE AT\tLAST ERROR")
+	return printList(std.out, msgs)
+}
+
+// printList prints messages as a table, one line each. Long lanes, targets
+// and ordering keys are cut to 20 runes and errors to 50, so that a line
+// fits a terminal; get and --json show them whole.
+func printList(w io.Writer, msgs []outbox.Message) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tLANE\tTARGET\tORDERING KEY\tATTEMPTS\tAVAILABLE AT\tLAST ERROR")
 	for _, m := range msgs {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", m.ID, m.Status, clip(m.Lane, 24), clip(m.Target, 24),
-			m.AttemptCount, m.MaxAttempts, m.AvailableAt.UTC().Format(time.RFC3339), clip(m.LastError, 60))
+		key := "-"
+		if m.OrderingKey != "" {
+			key = clip(m.OrderingKey, 20)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s\t%s\n", m.ID, m.Status, clip(m.Lane, 20), clip(m.Target, 20), key,
+			m.AttemptCount, m.MaxAttempts, m.AvailableAt.UTC().Format(time.RFC3339), clip(m.LastError, 50))
 	}
 	return tw.Flush()
 }
@@ -192,7 +223,10 @@ func runGet(ctx context.Context, args []string, std stdio) error {
 	row("status", string(m.Status))
 	row("lane / target", m.Lane+" / "+m.Target)
 	if m.DedupeKey != "" {
-		row("dedupe key", m.DedupeKey)
+		row("dedupe key", quoteIfNeeded(m.DedupeKey))
+	}
+	if m.OrderingKey != "" {
+		row("ordering key", quoteIfNeeded(m.OrderingKey))
 	}
 	row("attempts", fmt.Sprintf("%d of %d", m.AttemptCount, m.MaxAttempts))
 	row("available at", m.AvailableAt.UTC().Format(time.RFC3339Nano))
@@ -207,6 +241,12 @@ func runGet(ctx context.Context, args []string, std stdio) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
+	if len(m.Headers) > 0 {
+		fmt.Fprintln(std.out, "headers:")
+		for _, name := range slices.Sorted(maps.Keys(m.Headers)) {
+			fmt.Fprintf(std.out, "  %s: %s\n", quoteIfNeeded(name), quoteIfNeeded(m.Headers[name]))
+		}
+	}
 	var pretty strings.Builder
 	enc := json.NewEncoder(&pretty)
 	enc.SetIndent("", "  ")
@@ -215,6 +255,16 @@ func runGet(ctx context.Context, args []string, std stdio) error {
 	}
 	fmt.Fprintf(std.out, "payload:\n%s", pretty.String())
 	return nil
+}
+
+// quoteIfNeeded returns s as is when it reads unambiguously on a line of
+// its own, and Go-quoted otherwise (control characters, leading or trailing
+// spaces, or nothing at all), so that an operator can copy a key exactly.
+func quoteIfNeeded(s string) string {
+	if s == "" || strings.TrimSpace(s) != s || strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) && r != ' ' }) >= 0 {
+		return strconv.Quote(s)
+	}
+	return s
 }
 
 func runStats(ctx context.Context, args []string, std stdio) error {
@@ -418,6 +468,9 @@ func runEnqueue(ctx context.Context, args []string, std stdio) error {
 	target := fs.String("target", "", "target (required)")
 	payload := fs.String("payload", "", "JSON payload (default: read standard input)")
 	key := fs.String("dedupe-key", "", "dedupe key: enqueueing the same draft again is a no-op")
+	orderingKey := fs.String("ordering-key", "", "ordering key: the key's messages are delivered one at a time, in enqueue order")
+	hdrs := headerFlag{}
+	fs.Var(hdrs, "header", "a header NAME=VALUE for the consumer (repeat for more)")
 	availableAt := fs.String("available-at", "", "RFC 3339 time before which the message is not delivered")
 	maxAttempts := fs.Int("max-attempts", 0, fmt.Sprintf("deliveries before dead-lettering (default %d)", outbox.DefaultMaxAttempts))
 	if err := parse(fs, args); err != nil {
@@ -434,7 +487,14 @@ func runEnqueue(ctx context.Context, args []string, std stdio) error {
 		}
 		body = []byte(strings.TrimSpace(string(b)))
 	}
-	d := outbox.Draft{Lane: *lane, Target: *target, Payload: body, DedupeKey: *key, MaxAttempts: *maxAttempts}
+	if flagSet(fs, "ordering-key") && *orderingKey == "" {
+		return usagef("--ordering-key: give a key (leave the flag out for an unordered message)")
+	}
+	d := outbox.Draft{Lane: *lane, Target: *target, Payload: body, DedupeKey: *key, OrderingKey: *orderingKey,
+		MaxAttempts: *maxAttempts}
+	if len(hdrs) > 0 {
+		d.Headers = hdrs
+	}
 	if *availableAt != "" {
 		t, err := time.Parse(time.RFC3339Nano, *availableAt)
 		if err != nil {
@@ -463,4 +523,99 @@ func runEnqueue(ctx context.Context, args []string, std stdio) error {
 	}
 	fmt.Fprintf(std.out, "enqueued message %s\n", res.Message.ID)
 	return nil
+}
+
+// headerFlag collects repeated --header NAME=VALUE flags. The name ends at
+// the first '=' (values may hold more). A malformed flag is a usage error
+// naming it, reported by the flag package before anything is written; the
+// rest of a header's rules (no blank name, valid UTF-8, the total size) are
+// Draft.Validate's.
+type headerFlag map[string]string
+
+func (h headerFlag) String() string {
+	var parts []string
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		parts = append(parts, name+"="+h[name])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (h headerFlag) Set(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	switch {
+	case !ok:
+		return fmt.Errorf("want NAME=VALUE, got %q (no '=')", v)
+	case name == "":
+		return fmt.Errorf("want NAME=VALUE, got %q (no name)", v)
+	}
+	if prev, dup := h[name]; dup && prev != value {
+		return fmt.Errorf("header %q given twice with different values (%q and %q)", name, prev, value)
+	}
+	h[name] = value
+	return nil
+}
+
+func runReleaseKey(ctx context.Context, args []string, std stdio) error {
+	fs := newFlagSet("release-key", "release-key --lane LANE --target TARGET [flags] KEY\n\n"+
+		"Releases an ordering key held by a dead letter. A key's messages are delivered\n"+
+		"one at a time, so a dead-lettered head holds its key and every later message of\n"+
+		"the key waits behind it. Releasing the key lets the next message be delivered;\n"+
+		"the dead letter stays a dead letter (redrive sends it back to its place in the\n"+
+		"key). A key no dead letter holds is left alone and reported.", std.errOut)
+	sf := addStoreFlags(fs)
+	lane := fs.String("lane", "", "lane of the key (required)")
+	target := fs.String("target", "", "target of the key (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usagef("want exactly one ordering key after the flags, got %d arguments", fs.NArg())
+	}
+	key := fs.Arg(0)
+	if err := validate.ReleaseKey(*lane, *target, key); err != nil {
+		return usageError{err}
+	}
+	pool, store, err := sf.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	n, err := store.ReleaseOrderingKey(ctx, *lane, *target, key)
+	if err != nil {
+		return asUsage(err)
+	}
+	// The key's next message, now its head: the oldest pending one.
+	var next string
+	if n > 0 {
+		waiting, err := store.List(ctx, outbox.ListFilter{Status: outbox.StatusPending, Lane: *lane, Target: *target, OrderingKey: key, Limit: 1})
+		if err != nil {
+			return fmt.Errorf("released %d dead letters of ordering key %s, then: %w", n, quoteIfNeeded(key), err)
+		}
+		if len(waiting) > 0 {
+			next = waiting[0].ID
+		}
+	}
+	if *sf.json {
+		out := map[string]any{"released": n, "lane": *lane, "target": *target, "ordering_key": key}
+		if next != "" {
+			out["next"] = next
+		}
+		return writeJSON(std.out, out)
+	}
+	switch {
+	case n == 0:
+		fmt.Fprintf(std.out, "no dead letter holds ordering key %s of %s / %s: nothing released\n", quoteIfNeeded(key), *lane, *target)
+	case next != "":
+		fmt.Fprintf(std.out, "released %d dead letter%s of ordering key %s; its next message, %s, is now the head\n", n, plural(n), quoteIfNeeded(key), next)
+	default:
+		fmt.Fprintf(std.out, "released %d dead letter%s of ordering key %s; no message of the key waits, the next one enqueued is delivered\n", n, plural(n), quoteIfNeeded(key))
+	}
+	return nil
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -155,6 +157,19 @@ func TestOperatorCommandsRefuseBadInput(t *testing.T) {
 		{"", []string{"redrive", "--lane", "l"}, "invalid target"},
 		{"", []string{"stats", "--scope", "bad\nscope"}, "invalid scope"},
 		{"", []string{"stats", "--watch", "1ns"}, "--watch"},
+		{"", []string{"enqueue", "--lane", "l", "--target", "t", "--payload", "{}", "--header", "novalue"}, `invalid value "novalue" for flag -header: want NAME=VALUE, got "novalue" (no '=')`},
+		{"", []string{"enqueue", "--lane", "l", "--target", "t", "--payload", "{}", "--header", "=v"}, `flag -header: want NAME=VALUE, got "=v" (no name)`},
+		{"", []string{"enqueue", "--lane", "l", "--target", "t", "--payload", "{}", "--header", "a=1", "--header", "a=2"}, `header "a" given twice with different values ("1" and "2")`},
+		{"", []string{"enqueue", "--lane", "l", "--target", "t", "--payload", "{}", "--header", " =v"}, `invalid headers[" "]: the name must not be blank`},
+		{"", []string{"enqueue", "--lane", "l", "--target", "t", "--payload", "{}", "--header", "a=\xff"}, `invalid headers["a"]: must be valid UTF-8`},
+		{"", []string{"enqueue", "--lane", "l", "--target", "t", "--payload", "{}", "--ordering-key", ""}, "--ordering-key: give a key"},
+		{"", []string{"enqueue", "--lane", "l", "--target", "t", "--payload", "{}", "--ordering-key", " "}, "invalid ordering_key: must not be blank"},
+		{"", []string{"list", "--ordering-key", " "}, "invalid ordering_key"},
+		{"", []string{"list", "--ordering-key", ""}, "--ordering-key: give a key"},
+		{"", []string{"release-key", "--lane", "l", "--target", "t"}, "want exactly one ordering key"},
+		{"", []string{"release-key", "--lane", "l", "--target", "t", "a", "b"}, "want exactly one ordering key"},
+		{"", []string{"release-key", "--lane", "l", "k"}, "invalid target: is required"},
+		{"", []string{"release-key", "--lane", "l", "--target", "t", " "}, "invalid ordering_key: must not be blank"},
 	} {
 		args := append(c.args[:1:1], append([]string{"--database-url", d.URL}, c.args[1:]...)...)
 		code, _, errOut := runCLIStdin(t, c.stdin, args...)
@@ -200,5 +215,168 @@ func TestStatsWatchRefreshesUntilInterrupted(t *testing.T) {
 	}
 	if n := strings.Count(out.String(), "LANE"); n < 3 {
 		t.Fatalf("%d refreshes in 700ms at 200ms:\n%s", n, out.String())
+	}
+}
+
+// Ordered delivery and headers, through the CLI: enqueue with a key and
+// headers, list and get show them, a dead-lettered head holds its key until
+// release-key lets the next message go.
+func TestOrderingKeysAndHeaders(t *testing.T) {
+	d := pgtest.NewDB(t)
+	ctx := context.Background()
+	cli := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLIStdin(t, "", append(args[:1:1], append([]string{"--database-url", d.URL}, args[1:]...)...)...)
+	}
+	mustOK := func(code int, out, errOut string) string {
+		t.Helper()
+		if code != 0 {
+			t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+		}
+		return out
+	}
+	enqueue := func(args ...string) string {
+		t.Helper()
+		var res struct{ Message messageJSON }
+		out := mustOK(cli(append([]string{"enqueue", "--json", "--lane", "ledger", "--target", "bank"}, args...)...))
+		if err := json.Unmarshal([]byte(out), &res); err != nil {
+			t.Fatalf("enqueue output: %v\n%s", err, out)
+		}
+		return res.Message.ID
+	}
+	const trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	var acct1 []string
+	for i := range 3 {
+		acct1 = append(acct1, enqueue("--ordering-key", "acct-1", "--payload", `{"n":`+strconv.Itoa(i)+`}`,
+			"--header", "traceparent="+trace, "--header", "x-query=a=b&c", "--header", "content-type=application/json",
+			"--header", "x-query=a=b&c")) // the same header twice with the same value is one header
+	}
+	other := enqueue("--ordering-key", "acct 2", "--payload", `{}`)
+	unkeyed := enqueue("--payload", `{}`)
+
+	// list --ordering-key: the key's messages only, in order, with headers.
+	var page []messageJSON
+	out := mustOK(cli("list", "--json", "--ordering-key", "acct-1"))
+	if err := json.Unmarshal([]byte(out), &page); err != nil || len(page) != 3 {
+		t.Fatalf("list --ordering-key: %v\n%s", err, out)
+	}
+	wantHeaders := map[string]string{"traceparent": trace, "x-query": "a=b&c", "content-type": "application/json"}
+	for i, m := range page {
+		if m.ID != acct1[i] || m.OrderingKey != "acct-1" || !maps.Equal(m.Headers, wantHeaders) {
+			t.Errorf("list --json [%d]: %+v", i, m)
+		}
+	}
+	if !strings.Contains(out, `"ordering_key": "acct-1"`) || !strings.Contains(out, `"headers": {`) {
+		t.Errorf("list --json lacks ordering_key or headers:\n%s", out)
+	}
+	// The table has an ORDERING KEY column: the key, or "-" for none.
+	out = mustOK(cli("list"))
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 6 || !strings.Contains(lines[0], "ORDERING KEY") {
+		t.Fatalf("list table:\n%s", out)
+	}
+	col := strings.Index(lines[0], "ORDERING KEY")
+	for i, want := range []string{"acct-1", "acct-1", "acct-1", "acct 2", "-"} {
+		if got := lines[i+1][col:]; !strings.HasPrefix(got, want+"  ") {
+			t.Errorf("list row %d: ordering key column %q, want %q\n%s", i, got, want, out)
+		}
+	}
+
+	// get: the key and the headers, sorted by name; --json has them too.
+	out = mustOK(cli("get", acct1[0]))
+	if !regexp.MustCompile(`\nordering key: +acct-1\n`).MatchString(out) {
+		t.Errorf("get lacks the ordering key:\n%s", out)
+	}
+	if want := "headers:\n  content-type: application/json\n  traceparent: " + trace + "\n  x-query: a=b&c\npayload:"; !strings.Contains(out, want) {
+		t.Errorf("get: headers not shown sorted:\n%s", out)
+	}
+	var got messageJSON
+	out = mustOK(cli("get", "--json", acct1[0]))
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.OrderingKey != "acct-1" || !maps.Equal(got.Headers, wantHeaders) {
+		t.Errorf("get --json: %v\n%s", err, out)
+	}
+	if out = mustOK(cli("get", unkeyed)); strings.Contains(out, "ordering key") || strings.Contains(out, "headers") {
+		t.Errorf("get of a message without key or headers:\n%s", out)
+	}
+	if out = mustOK(cli("get", other)); !regexp.MustCompile(`\nordering key: +acct 2\n`).MatchString(out) {
+		t.Errorf("get of key %q:\n%s", "acct 2", out)
+	}
+
+	// The relay's first claim takes one message per key; acct-1's head dies.
+	store := outbox.NewPostgresStore(d.Pool)
+	claim := func() []outbox.Message {
+		t.Helper()
+		msgs, err := store.Claim(ctx, outbox.ClaimRequest{Lane: "ledger", Target: "bank", Limit: 10, Lease: time.Minute, ConsumerID: "relay"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return msgs
+	}
+	first := claim()
+	if len(first) != 3 {
+		t.Fatalf("first claim: %d messages, want one per key and the unkeyed one", len(first))
+	}
+	for _, m := range first {
+		if m.ID == acct1[0] {
+			if ok, err := store.DeadLetter(ctx, m.ID, m.ClaimToken, "400 from the bank"); !ok || err != nil {
+				t.Fatalf("dead letter: %v %v", ok, err)
+			}
+			continue
+		}
+		if ok, err := store.Ack(ctx, m.ID, m.ClaimToken); !ok || err != nil {
+			t.Fatalf("ack: %v %v", ok, err)
+		}
+	}
+	if held := claim(); len(held) != 0 {
+		t.Fatalf("the dead-lettered head does not hold its key: claimed %d", len(held))
+	}
+
+	// release-key: the dead letter stops holding the key, the next message goes.
+	out = mustOK(cli("release-key", "--lane", "ledger", "--target", "bank", "acct-1"))
+	if want := "released 1 dead letter of ordering key acct-1; its next message, " + acct1[1] + ", is now the head\n"; out != want {
+		t.Errorf("release-key: %q, want %q", out, want)
+	}
+	if next := claim(); len(next) != 1 || next[0].ID != acct1[1] {
+		t.Fatalf("after the release: claimed %v, want %s", next, acct1[1])
+	}
+	if m, err := store.Get(ctx, acct1[0]); err != nil || m.Status != outbox.StatusDeadLetter {
+		t.Errorf("the released dead letter: %v %v", m.Status, err)
+	}
+	// Nothing holds it now: reported, not an error; flags after the key work too.
+	out = mustOK(cli("release-key", "acct-1", "--lane", "ledger", "--target", "bank"))
+	if want := "no dead letter holds ordering key acct-1 of ledger / bank: nothing released\n"; out != want {
+		t.Errorf("second release: %q", out)
+	}
+	var rel struct {
+		Released    int    `json:"released"`
+		OrderingKey string `json:"ordering_key"`
+	}
+	out = mustOK(cli("release-key", "--json", "--lane", "ledger", "--target", "bank", "acct 2"))
+	if err := json.Unmarshal([]byte(out), &rel); err != nil || rel.Released != 0 || rel.OrderingKey != "acct 2" {
+		t.Errorf("release-key --json: %v %s", err, out)
+	}
+}
+
+// Keys and header values are shown so that an operator can copy them
+// exactly, and table cells stay on one line in their column.
+func TestKeysShowExactlyAndCellsStayInTheirColumn(t *testing.T) {
+	for in, want := range map[string]string{
+		"acct-1":      "acct-1",
+		"acct 2":      "acct 2",
+		" padded":     `" padded"`,
+		"tab\there":   `"tab\there"`,
+		"line\nbreak": `"line\nbreak"`,
+		"ünïcödé ✓":   "ünïcödé ✓",
+		"":            `""`,
+	} {
+		if got := quoteIfNeeded(in); got != want {
+			t.Errorf("quoteIfNeeded(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := clip("a\tb\nc\rd", 20); got != "a b c d" {
+		t.Errorf("clip kept control characters: %q", got)
+	}
+	if got := clip("abcdefghij", 5); got != "abcd…" {
+		t.Errorf("clip: %q", got)
 	}
 }
