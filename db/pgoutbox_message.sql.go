@@ -161,8 +161,7 @@ heads_after (ordering_key, id, status, available_at) AS (
      WHERE m.scope = $5::text
        AND m.lane = $6::text
        AND m.target = $7::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key > $11::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -175,8 +174,7 @@ heads_after (ordering_key, id, status, available_at) AS (
         WHERE m.scope = $5::text
           AND m.lane = $6::text
           AND m.target = $7::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
         ORDER BY m.ordering_key, m.id
         LIMIT 1
@@ -188,8 +186,7 @@ heads_before (ordering_key, id, status, available_at) AS (
      WHERE m.scope = $5::text
        AND m.lane = $6::text
        AND m.target = $7::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key <= $11::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -202,8 +199,7 @@ heads_before (ordering_key, id, status, available_at) AS (
         WHERE m.scope = $5::text
           AND m.lane = $6::text
           AND m.target = $7::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
           AND m.ordering_key <= $11::text
         ORDER BY m.ordering_key, m.id
@@ -1309,8 +1305,7 @@ WHERE m.id IN (
          FROM pgoutbox_message p
          WHERE p.scope = $1::text
            AND p.status = $2::text
-           AND p.ordering_key IS NOT NULL
-           AND (p.status IN ('pending', 'claimed') OR (p.status = 'dead_letter' AND NOT p.ordering_key_released))
+           AND pgoutbox_holds_ordering_key(p.status, p.ordering_key, p.ordering_key_released)
            AND ($3::text IS NULL OR p.ordering_key = $3::text)
            AND ($4::text IS NULL OR p.lane = $4::text)
            AND ($5::text IS NULL OR p.target = $5::text)
@@ -1425,8 +1420,7 @@ heads_after (ordering_key, id, status, available_at) AS (
      WHERE m.scope = $1::text
        AND m.lane = $2::text
        AND m.target = $3::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key > $4::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -1439,8 +1433,7 @@ heads_after (ordering_key, id, status, available_at) AS (
         WHERE m.scope = $1::text
           AND m.lane = $2::text
           AND m.target = $3::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
         ORDER BY m.ordering_key, m.id
         LIMIT 1
@@ -1452,8 +1445,7 @@ heads_before (ordering_key, id, status, available_at) AS (
      WHERE m.scope = $1::text
        AND m.lane = $2::text
        AND m.target = $3::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key <= $4::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -1466,8 +1458,7 @@ heads_before (ordering_key, id, status, available_at) AS (
         WHERE m.scope = $1::text
           AND m.lane = $2::text
           AND m.target = $3::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
           AND m.ordering_key <= $4::text
         ORDER BY m.ordering_key, m.id
@@ -1968,7 +1959,8 @@ pending_parts AS (
            count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
            min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
     FROM pgoutbox_message p
-    WHERE p.scope = $2::text AND p.status = 'pending' AND p.ordering_key IS NOT NULL
+    WHERE p.scope = $2::text AND p.status = 'pending'
+      AND pgoutbox_holds_ordering_key(p.status, p.ordering_key, p.ordering_key_released)
     GROUP BY p.lane, p.target
 ),
 pending AS (

@@ -316,3 +316,135 @@ func TestEveryReadIsPlannedForTheTableAsItIsNow(t *testing.T) {
 		}
 	}
 }
+
+// The walk from ordering key to ordering key reads one index entry per key it
+// visits even while the table's statistics say no message holds a key, as
+// they do when the table was analyzed before keys came into use: autovacuum
+// analyzes it again only after a tenth of it has changed. With the key
+// index's condition estimated from those statistics, each step of the walk
+// was planned as a scan of every keyed message and a sort, so one claim read
+// the keyed backlog once per key it visited.
+func TestKeyWalkIgnoresStaleStatistics(t *testing.T) {
+	f := newFixture(t)
+	pool, rec := tracedPool(t, f)
+	store := outbox.NewPostgresStore(pool)
+	// 2,000 keys of 10 messages each; a claim takes 100 heads.
+	const limit = 100
+	for _, stmt := range []string{
+		// Setup only: no autovacuum run may refresh the statistics mid-test.
+		`ALTER TABLE pgoutbox_message SET (autovacuum_enabled = false)`,
+		// Unkeyed traffic (scheduled for later, so no claim takes it),
+		// analyzed as such.
+		`INSERT INTO pgoutbox_message (lane, target, payload, available_at, max_attempts, created_at, updated_at)
+		 SELECT 'canonical', 'protocol_projector', '{}', now() + interval '1 hour', 5, now(), now() FROM generate_series(1, 5000)`,
+		`ANALYZE pgoutbox_message`,
+		// Then keyed messages the statistics have not seen.
+		`INSERT INTO pgoutbox_message (lane, target, payload, available_at, max_attempts, created_at, updated_at, ordering_key)
+		 SELECT 'canonical', 'protocol_projector', '{}', now() - interval '1 minute', 5, now(), now(), 'key-' || (g % 2000)
+		 FROM generate_series(1, 20000) g`,
+	} {
+		if _, err := pool.Exec(f.ctx, stmt); err != nil {
+			t.Fatalf("%s: %v", stmt, err)
+		}
+	}
+
+	// Claim mode and lock mode walk the keys alike.
+	got := f.claim(store, claimReq(limit, time.Minute, "walk"))
+	if len(got) != limit {
+		t.Fatalf("claimed %d of %d heads", len(got), limit)
+	}
+	b, err := store.LockBatch(f.ctx, lockReq(limit))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(b.Messages()); n != limit {
+		t.Fatalf("locked %d of %d heads", n, limit)
+	}
+	if err := b.Release(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, name := range []string{"MessageClaim", "MessageLockDue"} {
+		call := rec.last("-- name: " + name)
+		if call.SQL == "" {
+			t.Fatalf("%s not captured", name)
+		}
+		walks, text := explainWalks(t, f, pool, call)
+		if len(walks) == 0 {
+			t.Fatalf("%s: no walk in the plan\n%s", name, text)
+		}
+		for _, w := range walks {
+			// An index walk reads a few blocks per key it visits (the
+			// index path to the key's first entry); rereading the keyed
+			// backlog for each key reads about 50 times that.
+			if w.keys > 0 && w.blocks > 15*w.keys {
+				t.Errorf("%s: a walk read %d blocks to visit %d keys: it is not an index walk\n%s", name, w.blocks, w.keys, text)
+			} else if w.keys > 0 {
+				t.Logf("%s: a walk read %d blocks to visit %d keys", name, w.blocks, w.keys)
+			}
+		}
+	}
+}
+
+// walkCost is what one recursive walk of a plan visited and read.
+type walkCost struct{ keys, blocks int64 }
+
+// explainWalks runs a captured statement under EXPLAIN (ANALYZE, BUFFERS)
+// in a transaction it rolls back, and returns for each recursive walk in
+// the plan the rows (keys) it produced and the shared blocks it touched
+// (hit or read), with the plan as text.
+func explainWalks(t *testing.T, f *fixture, pool *pgxpool.Pool, call pgx.TraceQueryStartData) ([]walkCost, string) {
+	t.Helper()
+	tx, err := pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	type node struct {
+		Type  string  `json:"Node Type"`
+		Rows  float64 `json:"Actual Rows"`
+		Loops float64 `json:"Actual Loops"`
+		Hit   int64   `json:"Shared Hit Blocks"`
+		Read  int64   `json:"Shared Read Blocks"`
+		Plans []json.RawMessage
+	}
+	var plan []struct{ Plan json.RawMessage }
+	// EXPLAIN ANALYZE runs the statement: the savepoint puts the table back
+	// for the text plan.
+	if _, err := tx.Exec(f.ctx, "SAVEPOINT explain"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.QueryRow(f.ctx, "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) "+call.SQL, call.Args...).Scan(&plan); err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	if len(plan) != 1 {
+		t.Fatalf("explain returned %d plans", len(plan))
+	}
+	var walks []walkCost
+	var visit func(raw json.RawMessage)
+	visit = func(raw json.RawMessage) {
+		var n node
+		if err := json.Unmarshal(raw, &n); err != nil {
+			t.Fatalf("plan node: %v", err)
+		}
+		if n.Type == "Recursive Union" {
+			walks = append(walks, walkCost{keys: int64(n.Rows * n.Loops), blocks: n.Hit + n.Read})
+		}
+		for _, c := range n.Plans {
+			visit(c)
+		}
+	}
+	visit(plan[0].Plan)
+	if _, err := tx.Exec(f.ctx, "ROLLBACK TO SAVEPOINT explain"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(f.ctx, "EXPLAIN (ANALYZE, BUFFERS, COSTS OFF, TIMING OFF) "+call.SQL, call.Args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return walks, strings.Join(lines, "\n")
+}

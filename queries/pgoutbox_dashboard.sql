@@ -18,13 +18,11 @@ WITH RECURSIVE pending_scopes AS (
 ),
 keyed_scopes AS (
     (SELECT p.scope FROM pgoutbox_message p
-     WHERE p.ordering_key IS NOT NULL
-       AND (p.status IN ('pending', 'claimed') OR (p.status = 'dead_letter' AND NOT p.ordering_key_released))
+     WHERE pgoutbox_holds_ordering_key(p.status, p.ordering_key, p.ordering_key_released)
      ORDER BY p.scope LIMIT 1)
     UNION ALL
     SELECT (SELECT p2.scope FROM pgoutbox_message p2
-            WHERE p2.ordering_key IS NOT NULL
-              AND (p2.status IN ('pending', 'claimed') OR (p2.status = 'dead_letter' AND NOT p2.ordering_key_released))
+            WHERE pgoutbox_holds_ordering_key(p2.status, p2.ordering_key, p2.ordering_key_released)
               AND p2.scope > s.scope ORDER BY p2.scope LIMIT 1)
     FROM keyed_scopes s
     WHERE s.scope IS NOT NULL

@@ -296,8 +296,7 @@ heads_after (ordering_key, id, status, available_at) AS (
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
        AND m.target = @target::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key > @after_key::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -310,8 +309,7 @@ heads_after (ordering_key, id, status, available_at) AS (
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
           AND m.target = @target::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
         ORDER BY m.ordering_key, m.id
         LIMIT 1
@@ -324,8 +322,7 @@ heads_before (ordering_key, id, status, available_at) AS (
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
        AND m.target = @target::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key <= @after_key::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -338,8 +335,7 @@ heads_before (ordering_key, id, status, available_at) AS (
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
           AND m.target = @target::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
           AND m.ordering_key <= @after_key::text
         ORDER BY m.ordering_key, m.id
@@ -638,8 +634,7 @@ WHERE m.id IN (
          FROM pgoutbox_message p
          WHERE p.scope = @scope::text
            AND p.status = @status::text
-           AND p.ordering_key IS NOT NULL
-           AND (p.status IN ('pending', 'claimed') OR (p.status = 'dead_letter' AND NOT p.ordering_key_released))
+           AND pgoutbox_holds_ordering_key(p.status, p.ordering_key, p.ordering_key_released)
            AND (sqlc.narg('ordering_key')::text IS NULL OR p.ordering_key = sqlc.narg('ordering_key')::text)
            AND (sqlc.narg('lane')::text IS NULL OR p.lane = sqlc.narg('lane')::text)
            AND (sqlc.narg('target')::text IS NULL OR p.target = sqlc.narg('target')::text)
@@ -795,7 +790,8 @@ pending_parts AS (
            count(*) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS due,
            min(p.available_at) FILTER (WHERE p.available_at <= (SELECT k.now FROM clock k)) AS oldest_due
     FROM pgoutbox_message p
-    WHERE p.scope = @scope::text AND p.status = 'pending' AND p.ordering_key IS NOT NULL
+    WHERE p.scope = @scope::text AND p.status = 'pending'
+      AND pgoutbox_holds_ordering_key(p.status, p.ordering_key, p.ordering_key_released)
     GROUP BY p.lane, p.target
 ),
 pending AS (
@@ -872,8 +868,7 @@ heads_after (ordering_key, id, status, available_at) AS (
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
        AND m.target = @target::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key > @after_key::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -886,8 +881,7 @@ heads_after (ordering_key, id, status, available_at) AS (
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
           AND m.target = @target::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
         ORDER BY m.ordering_key, m.id
         LIMIT 1
@@ -900,8 +894,7 @@ heads_before (ordering_key, id, status, available_at) AS (
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
        AND m.target = @target::text
-       AND m.ordering_key IS NOT NULL
-       AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+       AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key <= @after_key::text
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
@@ -914,8 +907,7 @@ heads_before (ordering_key, id, status, available_at) AS (
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
           AND m.target = @target::text
-          AND m.ordering_key IS NOT NULL
-          AND (m.status IN ('pending', 'claimed') OR (m.status = 'dead_letter' AND NOT m.ordering_key_released))
+          AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
           AND m.ordering_key <= @after_key::text
         ORDER BY m.ordering_key, m.id

@@ -8,9 +8,10 @@
 -- CONCURRENTLY, VALIDATE CONSTRAINT). Statements that need an ACCESS
 -- EXCLUSIVE lock wait at most lock_timeout for it and are retried, so a long
 -- transaction on the table delays the migration instead of queueing every
--- reader and writer behind it (outbox.Migrate then runs it again). The migration runs outside a transaction
--- (CREATE INDEX CONCURRENTLY cannot run in one); each step is idempotent, so
--- a migration interrupted half way is simply run again.
+-- reader and writer behind it (outbox.Migrate then runs it again). The
+-- migration runs outside a transaction (CREATE INDEX CONCURRENTLY cannot run
+-- in one); each step is idempotent, so a migration interrupted half way is
+-- simply run again.
 
 -- An ACCESS EXCLUSIVE lock waits at most this long; outbox.Migrate runs
 -- the migration again after a lock timeout (each step is idempotent).
@@ -57,14 +58,34 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS pgoutbox_message_due_unkeyed_idx
     ON pgoutbox_message (scope, lane, target, available_at, id)
     WHERE status = 'pending' AND ordering_key IS NULL;
 
--- Claim, keyed messages: every message that holds its key (pending, claimed,
--- or a dead letter not released), by key and then id, so the head of a key
--- is the first entry of its key and a claim walks from key to key without
--- reading the messages queued behind each head.
+-- Whether a message holds its ordering key: pending, claimed, or a dead
+-- letter not released. The key index's predicate, and every query that reads
+-- that index states it the same way. It is PL/pgSQL so that the planner does
+-- not inline it: the planner then estimates the condition with a fixed
+-- selectivity instead of the column statistics, which on a queue table lag
+-- behind (analyzed while the table was drained, or before keys were used,
+-- they say no row holds a key). With those statistics, each step of the
+-- claim's walk from key to key was planned as a bitmap scan of every keyed
+-- message and a sort, so a claim read the keyed backlog once per key it
+-- visited (3.4 s instead of 1.3 ms for 100 heads among 40,000 messages).
+-- +goose StatementBegin
+CREATE OR REPLACE FUNCTION pgoutbox_holds_ordering_key(status text, ordering_key text, ordering_key_released boolean)
+RETURNS boolean
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $$
+BEGIN
+    RETURN ordering_key IS NOT NULL
+        AND (status IN ('pending', 'claimed') OR (status = 'dead_letter' AND NOT ordering_key_released));
+END
+$$;
+-- +goose StatementEnd
+
+-- Claim, keyed messages: every message that holds its key, by key and then
+-- id, so the head of a key is the first entry of its key and a claim walks
+-- from key to key without reading the messages queued behind each head.
 CREATE INDEX CONCURRENTLY IF NOT EXISTS pgoutbox_message_key_idx
     ON pgoutbox_message (scope, lane, target, ordering_key, id)
-    WHERE ordering_key IS NOT NULL
-      AND (status IN ('pending', 'claimed') OR (status = 'dead_letter' AND NOT ordering_key_released));
+    WHERE pgoutbox_holds_ordering_key(status, ordering_key, ordering_key_released);
 
 -- A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind, which
 -- IF NOT EXISTS would then skip: refuse to go on with one.
@@ -81,6 +102,7 @@ $$;
 
 -- +goose Down
 DROP INDEX CONCURRENTLY IF EXISTS pgoutbox_message_key_idx;
+DROP FUNCTION IF EXISTS pgoutbox_holds_ordering_key(text, text, boolean);
 DROP INDEX CONCURRENTLY IF EXISTS pgoutbox_message_due_unkeyed_idx;
 ALTER TABLE pgoutbox_message DROP CONSTRAINT IF EXISTS pgoutbox_message_headers_check;
 ALTER TABLE pgoutbox_message DROP CONSTRAINT IF EXISTS pgoutbox_message_ordering_key_check;
