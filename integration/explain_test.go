@@ -138,30 +138,38 @@ func tracedPool(t *testing.T, f *fixture) (*pgxpool.Pool, *recorder) {
 	return pool, rec
 }
 
-// A claim is planned for the table as it is when it runs, not as it was when
-// its connection first prepared it: a plan cached while the table was nearly
-// empty reads it sequentially, which is cheap for a few rows and ruinous
-// once a burst has queued tens of thousands.
-func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
-	f := newFixture(t)
+// nearlyEmpty opens a connection of its own (so that its prepared statements
+// are the test's alone) and a store on it, enqueues n messages and analyzes
+// the table: the statistics of a nearly empty outbox.
+func nearlyEmpty(t *testing.T, f *fixture, n int) (*pgx.Conn, *outbox.PostgresStore) {
+	t.Helper()
 	conn, err := pgx.Connect(f.ctx, f.db.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close(context.Background()) })
 	store := outbox.NewPostgresStore(conn, outbox.WithNotify(false))
-	// A claim large enough to be planned afresh (small ones keep prepared
-	// plans: planning would cost them more than it saves).
-	req := claimReq(100, time.Minute, "c")
-
-	// A nearly empty outbox, analyzed as such, claimed from often enough
-	// that a prepared statement would settle on a generic plan.
-	for range 10 {
+	for range n {
 		f.enqueue(store, draft(`{}`))
 	}
 	if _, err := conn.Exec(f.ctx, "ANALYZE pgoutbox_message"); err != nil {
 		t.Fatal(err)
 	}
+	return conn, store
+}
+
+// A claim is planned for the table as it is when it runs, not as it was when
+// its connection first prepared it: a plan cached while the table was nearly
+// empty reads it sequentially, which is cheap for a few rows and ruinous
+// once a burst has queued tens of thousands.
+func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
+	f := newFixture(t)
+	// A nearly empty outbox, analyzed as such, claimed from often enough
+	// that a prepared statement would settle on a generic plan.
+	conn, store := nearlyEmpty(t, f, 10)
+	// A claim large enough to be planned afresh (small ones keep prepared
+	// plans: planning would cost them more than it saves).
+	req := claimReq(100, time.Minute, "c")
 	for range 10 {
 		ms := f.claim(store, req)
 		receipts := make([]outbox.Receipt, len(ms))
@@ -209,22 +217,10 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 // scenario took lock mode from 18,000 to 860 messages/s that way).
 func TestEveryReadIsPlannedForTheTableAsItIsNow(t *testing.T) {
 	f := newFixture(t)
-	conn, err := pgx.Connect(f.ctx, f.db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	store := outbox.NewPostgresStore(conn, outbox.WithNotify(false))
-	small := claimReq(4, time.Minute, "c")
-
 	// A nearly empty outbox, analyzed as such; every statement runs often
 	// enough on it that a prepared statement would settle on a generic plan.
-	for range 8 {
-		f.enqueue(store, draft(`{}`))
-	}
-	if _, err := conn.Exec(f.ctx, "ANALYZE pgoutbox_message"); err != nil {
-		t.Fatal(err)
-	}
+	conn, store := nearlyEmpty(t, f, 8)
+	small := claimReq(4, time.Minute, "c")
 	for range 8 {
 		ms := f.claim(store, small)
 		if len(ms) < 2 {
