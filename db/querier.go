@@ -181,7 +181,7 @@ type Querier interface {
 	// MessageList for one of the statuses with a partial index (pending, claimed,
 	// dead_letter). Live rows are usually the newest, so an id-ordered walk of
 	// the primary key would read the whole delivered history before reaching
-	// them (290 ms on 1M delivered rows before the first of 100k pending). The
+	// them (BENCHMARKS.md, "Figures behind design choices"). The
 	// store plans it per execution, so the status is known and its partial
 	// indexes serve the rows: unkeyed and keyed messages sit in different ones
 	// (pending: pgoutbox_message_due_unkeyed_idx and pgoutbox_message_key_idx),

@@ -12,8 +12,8 @@ import (
 // A claim reads the due index of its (scope, lane, target) from the oldest
 // entry. Every claimed message leaves a dead entry at the head of that index
 // until VACUUM removes it, so while a relay drains a backlog each claim
-// rereads everything claimed before it (on a 200k-message burn-down, claims
-// slowed down about threefold towards the end; see BENCHMARKS.md).
+// rereads everything claimed before it (BENCHMARKS.md, "Figures behind
+// design choices", has what that cost).
 //
 // claimCursors remembers where the last full batch ended, and the next claim
 // starts there. Messages that become due behind the cursor (a retry, a

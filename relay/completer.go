@@ -173,8 +173,8 @@ func (a *completer) run() {
 // While the claim loop works through a backlog it claims again as soon as
 // handlers free a quarter of its slots, and each claim carries every receipt
 // waiting at that moment. A flush of the completer's own would then only add
-// a statement and a commit (on a 200k-message burn-down, 38% of acks went
-// that way before this rule; see BENCHMARKS.md). So during a backlog the
+// a statement and a commit (BENCHMARKS.md, "Figures behind design choices",
+// has how many acks went that way before this rule). So during a backlog the
 // completer ignores the batch size and waits up to ten intervals (at most a
 // quarter of the lease), which still bounds how long a success goes unacked
 // should claims stall.

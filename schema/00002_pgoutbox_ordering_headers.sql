@@ -65,9 +65,9 @@ CREATE INDEX CONCURRENTLY IF NOT EXISTS pgoutbox_message_due_unkeyed_idx
 -- selectivity instead of the column statistics, which on a queue table lag
 -- behind (analyzed while the table was drained, or before keys were used,
 -- they say no row holds a key). With those statistics, each step of the
--- claim's walk from key to key was planned as a bitmap scan of every keyed
--- message and a sort, so a claim read the keyed backlog once per key it
--- visited (3.4 s instead of 1.3 ms for 100 heads among 40,000 messages).
+-- claim's walk from key to key was planned as a scan of every keyed message
+-- and a sort, so a claim read the keyed backlog once per key it visited
+-- (BENCHMARKS.md, "Figures behind design choices").
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION pgoutbox_holds_ordering_key(status text, ordering_key text, ordering_key_released boolean)
 RETURNS boolean
