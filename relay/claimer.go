@@ -59,6 +59,11 @@ func (c *claimLoop) run(ctx context.Context) {
 	backlog := false
 	batch := min(cfg.BatchSize, cfg.Concurrency) // the most one claim can take
 	var gathering time.Time                      // when the current gather began
+	// An idle relay asks when the next scheduled message falls due before
+	// it claims, not after: asked after, a message falling due between the
+	// claim and the question is neither claimed nor scheduled, and waits
+	// for the poll (a busy server can put seconds between the two).
+	idle := true
 	for ctx.Err() == nil {
 		inflight := c.flight.count()
 		free := cfg.Concurrency - inflight
@@ -74,6 +79,10 @@ func (c *claimLoop) run(ctx context.Context) {
 			continue
 		}
 		gathering = time.Time{}
+		var next scheduled
+		if idle {
+			next = askNextDue(ctx, c.store, cfg)
+		}
 		n := min(free, cfg.BatchSize)
 		msgs, ackedKeyed, err := c.claim(n)
 		if err != nil {
@@ -93,14 +102,18 @@ func (c *claimLoop) run(ctx context.Context) {
 		}
 		backlog = len(msgs) == n
 		c.backlog.Store(backlog)
-		if backlog || ackedKeyed {
+		wasIdle := idle
+		idle = !backlog
+		if backlog || ackedKeyed || !wasIdle {
 			// More may wait; or an ack just finished an ordering key's
-			// head, and the key's next message can go now.
+			// head, and the key's next message can go now; or the relay
+			// has just caught up, and asks when the next message falls
+			// due before its next claim.
 			continue
 		}
 		// Caught up: wait for a wake-up, a retry or a scheduled message
 		// falling due, the next poll, or the end.
-		if !c.waiter.wait(ctx, c.nextDue(ctx)) {
+		if !c.waiter.wait(ctx, next.wait()) {
 			return
 		}
 	}
@@ -133,20 +146,40 @@ func (c *claimLoop) claim(n int) (msgs []outbox.Message, ackedKeyed bool, err er
 	return msgs, acks.ackedKeyed(acked), nil
 }
 
-// nextDue asks the store how long until its next scheduled message falls
-// due (0: none known, or the store cannot say).
-func (c *claimLoop) nextDue(ctx context.Context) time.Duration {
-	ds, ok := c.store.(DueScheduler)
+// scheduled is when the next scheduled message falls due, as the store said
+// just before a claim.
+type scheduled struct {
+	asked time.Time     // when the question was sent (local clock)
+	in    time.Duration // from then; 0: none known
+}
+
+// askNextDue asks store, when it is a DueScheduler, how long until the next
+// scheduled message of the relay's lane and target falls due, in at most a
+// statement timeout. The answer counts from when the question was sent: the
+// message falls due no earlier than that.
+func askNextDue(ctx context.Context, store any, cfg *Config) scheduled {
+	ds, ok := store.(DueScheduler)
 	if !ok {
-		return 0
+		return scheduled{}
 	}
-	qctx, cancel := context.WithTimeout(ctx, c.cfg.StatementTimeout)
+	asked := time.Now()
+	qctx, cancel := context.WithTimeout(ctx, cfg.StatementTimeout)
 	defer cancel()
-	d, found, err := ds.NextDue(qctx, c.cfg.Lane, c.cfg.Target)
+	d, found, err := ds.NextDue(qctx, cfg.Lane, cfg.Target)
 	if err != nil || !found {
+		return scheduled{}
+	}
+	return scheduled{asked: asked, in: max(d, time.Millisecond)}
+}
+
+// wait is how long to wait from now for the scheduled message: at least a
+// millisecond when it is known (it was not due when asked, before the last
+// claim, so that claim did not take it), 0 when none is known.
+func (s scheduled) wait() time.Duration {
+	if s.in == 0 {
 		return 0
 	}
-	return max(d, time.Millisecond)
+	return max(time.Until(s.asked.Add(s.in)), time.Millisecond)
 }
 
 // Handlers that finish in a burst (fast ones finish a whole batch within a

@@ -25,7 +25,15 @@ type lockLoop struct {
 func (l *lockLoop) run(ctx context.Context) {
 	cfg := l.cfg
 	failures := 0
+	// As in claim mode, an idle relay asks when the next scheduled message
+	// falls due before it locks, so that nothing falling due between the
+	// two waits for the poll.
+	idle := true
 	for ctx.Err() == nil {
+		var next scheduled
+		if idle {
+			next = askNextDue(ctx, l.locker, cfg)
+		}
 		lockCtx, cancel := context.WithTimeout(l.base, cfg.StatementTimeout)
 		l.waiter.claiming()
 		batch, err := l.locker.LockBatch(lockCtx, outbox.LockRequest{
@@ -46,8 +54,13 @@ func (l *lockLoop) run(ctx context.Context) {
 		failures = 0
 		msgs := batch.Messages()
 		l.metrics.batch.Record(ctx, int64(len(msgs)), l.metrics.attrs)
+		wasIdle := idle
+		idle = len(msgs) == 0
 		if len(msgs) == 0 {
-			if !l.waiter.wait(ctx, l.nextDue(ctx)) {
+			if !wasIdle {
+				continue // just caught up: ask, then lock once more
+			}
+			if !l.waiter.wait(ctx, next.wait()) {
 				return
 			}
 			continue
@@ -55,21 +68,6 @@ func (l *lockLoop) run(ctx context.Context) {
 		l.metrics.add(ctx, l.metrics.claimed, len(msgs))
 		l.runBatch(ctx, batch, msgs)
 	}
-}
-
-// nextDue is claimLoop.nextDue for the locker's store.
-func (l *lockLoop) nextDue(ctx context.Context) time.Duration {
-	ds, ok := l.locker.(DueScheduler)
-	if !ok {
-		return 0
-	}
-	qctx, cancel := context.WithTimeout(ctx, l.cfg.StatementTimeout)
-	defer cancel()
-	d, found, err := ds.NextDue(qctx, l.cfg.Lane, l.cfg.Target)
-	if err != nil || !found {
-		return 0
-	}
-	return max(d, time.Millisecond)
 }
 
 // runBatch delivers a locked batch and writes its outcomes.
