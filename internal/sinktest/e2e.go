@@ -3,6 +3,7 @@ package sinktest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -47,6 +48,12 @@ type EndToEnd struct {
 	Keys, PerKey, Unkeyed int
 	// Concurrency is the relay's. Default 8.
 	Concurrency int
+	// LostConfirmEvery reports the sink's first success for one message in
+	// this many (by its position in its key) to the relay as a failure, as
+	// when the ack to the store is lost: the relay publishes it again, so
+	// deduplication and the order of a republished message are exercised.
+	// 0 disables it.
+	LostConfirmEvery int
 }
 
 // Received is one message as the broker holds it.
@@ -115,9 +122,29 @@ func RunEndToEnd(t *testing.T, e EndToEnd) Result {
 	defer func() { _ = tp.Shutdown(context.Background()) }()
 	tracer := tp.Tracer("sinktest")
 
+	var (
+		lostMu sync.Mutex
+		lost   = map[string]bool{}
+	)
+	handler := func(ctx context.Context, m outbox.Message) error {
+		if err := e.Handler(ctx, m); err != nil || e.LostConfirmEvery == 0 {
+			return err
+		}
+		var p Payload
+		if err := json.Unmarshal(m.Payload, &p); err != nil {
+			return relay.Permanent(fmt.Errorf("sinktest: payload %q: %w", m.Payload, err))
+		}
+		lostMu.Lock()
+		defer lostMu.Unlock()
+		if p.Seq%e.LostConfirmEvery == e.LostConfirmEvery-1 && !lost[m.ID] {
+			lost[m.ID] = true
+			return errors.New("sinktest: confirm lost on its way to the store")
+		}
+		return nil
+	}
 	store := memstore.New(memstore.WithPropagator(Propagator()))
 	r, err := relay.New(store, relay.Config{
-		Lane: lane, Target: "e2e", Handler: e.Handler, Wakeups: store,
+		Lane: lane, Target: "e2e", Handler: handler, Wakeups: store,
 		Concurrency: e.Concurrency, PollInterval: 50 * time.Millisecond, Lease: 30 * time.Second,
 		Backoff:        relay.ExponentialBackoff(50*time.Millisecond, time.Second),
 		TracerProvider: tp, Propagator: Propagator(),
@@ -221,6 +248,12 @@ func RunEndToEnd(t *testing.T, e EndToEnd) Result {
 	if err != nil {
 		t.Fatalf("reading the broker: %v", err)
 	}
+	lostMu.Lock()
+	republished := len(lost)
+	lostMu.Unlock()
+	if e.LostConfirmEvery > 0 && republished == 0 {
+		t.Error("no confirm was lost, so the run did not exercise republishing")
+	}
 	check(t, e, sent, received)
 	checkDeliverySpans(t, sent, spans.Ended())
 	return Result{Sent: sent, Received: received}
@@ -240,6 +273,7 @@ func check(t *testing.T, e EndToEnd, sent map[string]Sent, received []Received) 
 	next := map[string]int{} // per key: the lowest seq the next message may have
 	var bad int
 	report := func(format string, args ...any) {
+		t.Helper()
 		if bad++; bad <= 20 {
 			t.Errorf(format, args...)
 		}
