@@ -21,8 +21,8 @@ import (
 	"github.com/pgoutbox/pgoutbox/relay"
 )
 
-// Tenant is the header every end-to-end draft carries ("tenant": Tenant),
-// as a producer's own header next to the trace context.
+// Every end-to-end draft carries the header TenantHeader: Tenant, a
+// producer's own header next to the trace context the store adds.
 const (
 	TenantHeader = "tenant"
 	Tenant       = "acme"
