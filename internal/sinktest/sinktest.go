@@ -1,7 +1,11 @@
-// Package sinktest runs the fault test every broker sink shares: a relay
-// delivers through the sink while producers enqueue, the broker is stopped
-// and started again mid-run, and the ledger compares what the store marked
-// delivered with what the broker holds.
+// Package sinktest runs the tests every broker sink shares. The fault test
+// (Run): a relay delivers through the sink while producers enqueue, the
+// broker is stopped and started again mid-run, and the ledger compares what
+// the store marked delivered with what the broker holds. The end-to-end test
+// (RunEndToEnd): producers enqueue drafts with headers and ordering keys
+// inside their spans, a relay delivers them through the sink with
+// concurrency, and every message the broker holds must carry the producer's
+// headers and trace context, in its ordering key's enqueue order.
 //
 // The store is the in-memory one (package memstore): it has the same
 // semantics as PostgreSQL, and what is under test here is the sink and the

@@ -1,9 +1,11 @@
 package kafkasink_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -74,6 +76,25 @@ func (c *cluster) Addr() string { return fmt.Sprintf("127.0.0.1:%d", c.port) }
 // holds reads the topic from its start to its end offsets (taken first)
 // and counts records by message id.
 func holds(ctx context.Context, addr, topic string) (map[string]int, error) {
+	recs, err := readTopic(ctx, addr, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]int{}
+	for _, r := range recs {
+		for _, h := range r.Headers {
+			if h.Key == "pgoutbox-message-id" {
+				out[string(h.Value)]++
+			}
+		}
+	}
+	return out, nil
+}
+
+// readTopic reads the topic from its start to its end offsets (taken
+// first), and returns the records by partition, each partition's in offset
+// order.
+func readTopic(ctx context.Context, addr, topic string) ([]*kgo.Record, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
@@ -93,22 +114,23 @@ func holds(ctx context.Context, addr, topic string) (map[string]int, error) {
 			want[o.Partition] = o.Offset
 		}
 	})
-	out := map[string]int{}
+	var out []*kgo.Record
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
 		fs.EachRecord(func(r *kgo.Record) {
-			for _, h := range r.Headers {
-				if h.Key == "pgoutbox-message-id" {
-					out[string(h.Value)]++
+			if end, ok := want[r.Partition]; ok {
+				out = append(out, r)
+				if r.Offset+1 >= end {
+					delete(want, r.Partition)
 				}
-			}
-			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
-				delete(want, r.Partition)
 			}
 		})
 	}
+	slices.SortStableFunc(out, func(a, b *kgo.Record) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	})
 	return out, nil
 }

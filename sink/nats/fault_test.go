@@ -60,23 +60,12 @@ func holds(ctx context.Context, js jetstream.JetStream, name string) (map[string
 }
 
 func readStream(ctx context.Context, js jetstream.JetStream, name string) (map[string]int, error) {
-	st, err := js.Stream(ctx, name)
-	if err != nil {
-		return nil, err
-	}
-	info, err := st.Info(ctx)
+	msgs, err := streamMessages(ctx, js, name)
 	if err != nil {
 		return nil, err
 	}
 	out := map[string]int{}
-	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
-		m, err := st.GetMsg(ctx, seq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
+	for _, m := range msgs {
 		out[m.Header.Get(jetstream.MsgIDHeader)]++
 	}
 	return out, nil
