@@ -226,12 +226,22 @@ func NewEmptyDB(t testing.TB, template string) *DB {
 // encoding (from template0, C locale), and drops it when the test ends.
 func NewEncodedDB(t testing.TB, encoding string) *DB {
 	t.Helper()
-	return newEmptyDB(t, "template0", encoding)
+	return newEmptyDB(t, "template0", " ENCODING "+quoteLiteral(encoding)+" LC_COLLATE 'C' LC_CTYPE 'C'")
 }
 
-func newEmptyDB(t testing.TB, template, encoding string) *DB {
+// NewICUDB creates an empty, unmigrated UTF8 database whose default
+// collation is the ICU locale given (say "en-US", where "a" sorts before
+// "B", as in the official image's en_US.utf8), and drops it when the test
+// ends.
+func NewICUDB(t testing.TB, icuLocale string) *DB {
 	t.Helper()
-	d, drop, err := createDB(context.Background(), template, encoding)
+	return newEmptyDB(t, "template0", " ENCODING 'UTF8' LOCALE_PROVIDER icu ICU_LOCALE "+quoteLiteral(icuLocale)+
+		" LC_COLLATE 'C' LC_CTYPE 'C'")
+}
+
+func newEmptyDB(t testing.TB, template, options string) *DB {
+	t.Helper()
+	d, drop, err := createDB(context.Background(), template, options)
 	if err != nil {
 		t.Fatalf("pgtest: %v", err)
 	}
@@ -257,7 +267,9 @@ func MainWithURL(m *testing.M, env string) {
 	}))
 }
 
-func createDB(ctx context.Context, template, encoding string) (*DB, func() error, error) {
+// createDB creates a database from template with the CREATE DATABASE
+// options given (appended as they are).
+func createDB(ctx context.Context, template, options string) (*DB, func() error, error) {
 	e := current
 	if e == nil {
 		return nil, nil, errors.New("Main did not run; call pgtest.Main(m) from TestMain")
@@ -270,10 +282,7 @@ func createDB(ctx context.Context, template, encoding string) (*DB, func() error
 	// which another test binary may briefly be; retry for a while.
 	var err error
 	for range 50 {
-		create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize()
-		if encoding != "" {
-			create += " ENCODING " + quoteLiteral(encoding) + " LC_COLLATE 'C' LC_CTYPE 'C'"
-		}
+		create := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize() + " TEMPLATE " + pgx.Identifier{template}.Sanitize() + options
 		_, err = e.admin.Exec(ctx, create)
 		if err == nil || !strings.Contains(err.Error(), "is being accessed by other users") {
 			break
