@@ -320,6 +320,25 @@ func TestSameDraftAfterNack(t *testing.T, h Harness) {
 	if !errors.As(err, &cerr) || cerr.Field != "available_at" {
 		e.Errorf("another AvailableAt: %v", err)
 	}
+
+	// Dead-lettering and a redrive move the row too; the draft stays the same.
+	e.clk.advance(2 * time.Minute)
+	got = e.claim(e.s, req(1, time.Minute))
+	if len(got) != 1 {
+		e.Fatalf("claimed %d after the retry time", len(got))
+	}
+	if ok, err := e.s.DeadLetter(e.ctx, got[0].ID, got[0].ClaimToken, "gone"); err != nil || !ok {
+		e.Fatal(ok, err)
+	}
+	if r, err := e.s.Enqueue(e.ctx, d); err != nil || !r.Deduplicated || r.Message.ID != first.ID {
+		e.Fatalf("the same draft after a dead letter: %+v %v", r, err)
+	}
+	if res, err := e.s.Redrive(e.ctx, outbox.RedriveRequest{IDs: []string{first.ID}}); err != nil || res.Redriven != 1 {
+		e.Fatalf("redrive: %+v %v", res, err)
+	}
+	if r, err := e.s.Enqueue(e.ctx, d); err != nil || !r.Deduplicated || r.Message.ID != first.ID {
+		e.Fatalf("the same draft after a redrive: %+v %v", r, err)
+	}
 }
 
 // TestHeadersRoundTrip checks that headers are validated (refusals name the
