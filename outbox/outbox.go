@@ -200,11 +200,11 @@ type Message struct {
 	CreatedAt, UpdatedAt time.Time
 }
 
-// HoldsOrderingKey reports whether the message blocks the other messages of
-// its ordering key (in its scope, lane and target): it has a key and is
-// pending, claimed, or a dead letter whose key was not released
-// (OrderingKeyReleased false). A delivered message, an unordered one and a
-// released dead letter hold nothing.
+// HoldsOrderingKey reports whether the message keeps the messages of its
+// ordering key enqueued after it (in its scope, lane and target) waiting: it
+// has a key and is pending, claimed, or a dead letter whose key was not
+// released (OrderingKeyReleased false). A delivered message, an unordered
+// one and a released dead letter hold nothing.
 //
 // This is the rule the store applies when it picks the head of a key; it
 // mirrors the SQL function pgoutbox_holds_ordering_key (schema migration
