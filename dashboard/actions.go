@@ -223,7 +223,7 @@ func (d *Dashboard) releaseForm(w http.ResponseWriter, r *http.Request) {
 		d.failErr(w, r, err)
 		return
 	}
-	holds, err := d.keyHolds(ctx, scope, st, dead, false)
+	holds, err := d.keyHolds(ctx, st, dead, false)
 	if err != nil {
 		d.failErr(w, r, err)
 		return
@@ -235,7 +235,7 @@ func (d *Dashboard) releaseForm(w http.ResponseWriter, r *http.Request) {
 	}
 	if len(data.Holders) > 0 {
 		// What waits behind the first holder waits behind them all.
-		counted, err := d.keyHolds(ctx, scope, st, []outbox.Message{data.Holders[0].Message}, true)
+		counted, err := d.keyHolds(ctx, st, []outbox.Message{data.Holders[0].Message}, true)
 		if err != nil {
 			d.failErr(w, r, err)
 			return

@@ -130,9 +130,10 @@ FROM generate_series(1, 10000) g`
 
 // BenchmarkDeadLettersHoldingKeys measures what marking the dead letters
 // that hold their ordering key costs a page: a page of 50 dead letters that
-// each hold a key with 200 messages waiting (a primary-key lookup and a
-// count of up to 100 waiting messages each) against a page of 50 unkeyed
-// dead letters, in the same run:
+// each hold a key with 200 messages waiting (the listing says which hold
+// their key; a message's page and the release's confirmation also count up
+// to 100 waiting messages) against a page of 50 unkeyed dead letters, in
+// the same run:
 //
 //	go test -run '^$' -bench DeadLettersHoldingKeys -benchtime 50x ./dashboard
 func BenchmarkDeadLettersHoldingKeys(b *testing.B) {

@@ -44,9 +44,7 @@ type Config struct {
 	// DB is the connection the store runs on (the pool passed to
 	// outbox.NewPostgresStore). The dashboard's own read-only statements
 	// run on it: scope discovery, the sampler's count of enqueued messages,
-	// dead letters grouped by error (queries/pgoutbox_dashboard.sql), and
-	// whether a keyed dead letter still holds its ordering key (the store's
-	// MessageGet by primary key, as outbox.Message does not say).
+	// and dead letters grouped by error (queries/pgoutbox_dashboard.sql).
 	DB Conn
 	// Scopes the dashboard always follows and offers, besides those it
 	// discovers (scopes holding pending, claimed or dead messages) and the

@@ -17,10 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/pgoutbox/pgoutbox/db"
-	"github.com/pgoutbox/pgoutbox/internal/msgid"
 	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/outbox"
 )
@@ -520,7 +517,7 @@ func (d *Dashboard) message(w http.ResponseWriter, r *http.Request) {
 	keyList := d.link("/messages", "scope", sp, "lane", m.Lane, "target", m.Target, "ordering_key", m.OrderingKey)
 	data := messageData{Message: m, Fields: messageFields(m, keyList), Headers: sortedHeaders(m.Headers),
 		Dead: m.Status == outbox.StatusDeadLetter}
-	holds, err := d.keyHolds(ctx, scope, st, []outbox.Message{m}, true)
+	holds, err := d.keyHolds(ctx, st, []outbox.Message{m}, true)
 	if err != nil {
 		d.failErr(w, r, err)
 		return
@@ -589,7 +586,7 @@ func (d *Dashboard) deadLetters(w http.ResponseWriter, r *http.Request) {
 		d.failErr(w, r, err)
 		return
 	}
-	holds, err := d.keyHolds(ctx, scope, st, msgs, false)
+	holds, err := d.keyHolds(ctx, st, msgs, false)
 	if err != nil {
 		d.failErr(w, r, err)
 		return
@@ -630,35 +627,20 @@ func (h keyHold) WaitingText() string {
 }
 
 // keyHolds finds which of msgs are dead letters that hold their ordering
-// key (not released), by id, and with count, how many messages wait behind
-// each.
+// key (not released, Message.HoldsOrderingKey), by id, and with count, how
+// many messages wait behind each.
 //
-// outbox.Message does not say whether a dead letter was released, so each
-// keyed dead letter is read again by its primary key through the store's
-// own generated statement (MessageGet), whose row has the flag: about
-// 0.1 ms each. Waiting messages are counted with List (the key's partial
-// index), bounded by maxWaitingCount; List is planned per execution, so a
-// count costs about 2.5 ms whatever the key's size, which is why lists of
-// dead letters show the badge only and the count is on the message's page
-// and the release's confirmation (BenchmarkDeadLettersHoldingKeys).
-func (d *Dashboard) keyHolds(ctx context.Context, scope string, st *outbox.PostgresStore, msgs []outbox.Message, count bool) (map[string]keyHold, error) {
+// The listing says whether each dead letter was released
+// (Message.OrderingKeyReleased), so marking a page costs no query. Waiting
+// messages are counted with List (the key's partial index), bounded by
+// maxWaitingCount; List is planned per execution, so a count costs about
+// 2.5 ms whatever the key's size, which is why lists of dead letters show
+// the badge only and the count is on the message's page and the release's
+// confirmation (BenchmarkDeadLettersHoldingKeys).
+func (d *Dashboard) keyHolds(ctx context.Context, st *outbox.PostgresStore, msgs []outbox.Message, count bool) (map[string]keyHold, error) {
 	out := map[string]keyHold{}
 	for _, m := range msgs {
-		if m.Status != outbox.StatusDeadLetter || m.OrderingKey == "" {
-			continue
-		}
-		id, ok := msgid.Parse(m.ID)
-		if !ok {
-			continue
-		}
-		row, err := d.q.MessageGet(ctx, db.MessageGetParams{ID: id, Scope: scope})
-		if errors.Is(err, pgx.ErrNoRows) {
-			continue // purged since it was listed
-		}
-		if err != nil {
-			return nil, fmt.Errorf("ordering key of message %s: %w", m.ID, err)
-		}
-		if row.Status != string(outbox.StatusDeadLetter) || row.OrderingKeyReleased {
+		if m.Status != outbox.StatusDeadLetter || !m.HoldsOrderingKey() {
 			continue
 		}
 		if !count {

@@ -44,7 +44,6 @@ type row struct {
 	outbox.Message
 	scope     string
 	requested time.Time // the AvailableAt the producer asked for; zero when none
-	released  bool      // a dead letter that no longer holds its ordering key
 }
 
 // state is shared by a store and its scoped views.
@@ -328,7 +327,7 @@ func (s *Store) claimableHeads(r outbox.ClaimRequest, now time.Time) []int64 {
 	heads := map[string]*row{}
 	ids := map[*row]int64{}
 	for id, m := range st.rows {
-		if m.scope != s.scope || m.Lane != r.Lane || m.Target != r.Target || m.OrderingKey == "" || !holdsKey(m) {
+		if m.scope != s.scope || m.Lane != r.Lane || m.Target != r.Target || !m.HoldsOrderingKey() {
 			continue
 		}
 		if h, ok := heads[m.OrderingKey]; !ok || id < ids[h] {
@@ -355,23 +354,11 @@ func (s *Store) claimableHeads(r outbox.ClaimRequest, now time.Time) []int64 {
 	return out
 }
 
-// holdsKey reports whether a keyed message holds its key: it is pending,
-// claimed, or a dead letter not released.
-func holdsKey(m *row) bool {
-	switch m.Status {
-	case outbox.StatusPending, outbox.StatusClaimed:
-		return true
-	case outbox.StatusDeadLetter:
-		return !m.released
-	}
-	return false
-}
-
 // deadLetter ends a message, releasing its key when the store says so.
 func (st *state) deadLetter(m *row, reason string, now time.Time) {
 	m.Status, m.LastError = outbox.StatusDeadLetter, reason
 	m.ClaimedBy, m.ClaimToken, m.LeaseExpiresAt, m.UpdatedAt = "", "", time.Time{}, now
-	m.released = st.releaseKeys && m.OrderingKey != ""
+	m.OrderingKeyReleased = st.releaseKeys && m.OrderingKey != ""
 }
 
 // oldest sorts ids by (available_at, id) and keeps the first n.

@@ -23,7 +23,7 @@ func (s *Store) Redrive(_ context.Context, r outbox.RedriveRequest) (outbox.Redr
 	defer st.mu.Unlock()
 	now := st.now()
 	redrive := func(m *row) {
-		m.Status, m.AttemptCount, m.AvailableAt, m.UpdatedAt, m.released = outbox.StatusPending, 0, now, now, false
+		m.Status, m.AttemptCount, m.AvailableAt, m.UpdatedAt, m.OrderingKeyReleased = outbox.StatusPending, 0, now, now, false
 	}
 	var res outbox.RedriveResult
 	if byIDs {
@@ -156,8 +156,8 @@ func (s *Store) ReleaseOrderingKey(_ context.Context, lane, target, key string) 
 	n := 0
 	for _, m := range st.rows {
 		if m.scope == s.scope && m.Lane == lane && m.Target == target && m.OrderingKey == key &&
-			m.Status == outbox.StatusDeadLetter && !m.released {
-			m.released, m.UpdatedAt = true, now
+			m.Status == outbox.StatusDeadLetter && !m.OrderingKeyReleased {
+			m.OrderingKeyReleased, m.UpdatedAt = true, now
 			n++
 		}
 	}

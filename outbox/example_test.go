@@ -217,3 +217,52 @@ func ExampleDraft_orderingKey() {
 	// 1 "placed" application/json
 	// 1 "paid"
 }
+
+// A dead letter holds its ordering key, so the key's later messages wait,
+// until an operator redrives it or releases the key; a released dead letter
+// says so in OrderingKeyReleased.
+func ExampleMessage_HoldsOrderingKey() {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer pool.Close()
+	store, err := outbox.NewPostgresStore(pool).Scoped("example-release")
+	if err != nil {
+		log.Fatal(err)
+	}
+	_, err = store.Enqueue(ctx, outbox.Draft{
+		Lane: outbox.LaneCanonical, Target: outbox.TargetProtocolProjector,
+		OrderingKey: "order-7", Payload: json.RawMessage(`"placed"`),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	claimed, err := store.Claim(ctx, outbox.ClaimRequest{
+		Lane: outbox.LaneCanonical, Target: outbox.TargetProtocolProjector,
+		Limit: 1, Lease: time.Minute, ConsumerID: "example",
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	id := claimed[0].ID
+	if _, err := store.DeadLetter(ctx, id, claimed[0].ClaimToken, "unparseable"); err != nil {
+		log.Fatal(err)
+	}
+	show := func() {
+		m, err := store.Get(ctx, id)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(m.Status, "released:", m.OrderingKeyReleased, "holds:", m.HoldsOrderingKey())
+	}
+	show()
+	if _, err := store.ReleaseOrderingKey(ctx, outbox.LaneCanonical, outbox.TargetProtocolProjector, "order-7"); err != nil {
+		log.Fatal(err)
+	}
+	show()
+	// Output:
+	// dead_letter released: false holds: true
+	// dead_letter released: true holds: false
+}

@@ -175,6 +175,12 @@ type Message struct {
 	DedupeKey    string
 	// OrderingKey is the draft's ordering key, "" for an unordered message.
 	OrderingKey string
+	// OrderingKeyReleased is true only for a dead letter whose ordering key
+	// was released, by PostgresStore.ReleaseOrderingKey or because the store
+	// dead-lettered it under WithSkipDeadLetters: such a message no longer
+	// blocks its key. It is false for every other message, and Redrive
+	// clears it. HoldsOrderingKey tells whether the message blocks its key.
+	OrderingKeyReleased bool
 	// Headers are the draft's headers (with the trace context WithPropagator
 	// added); nil when none.
 	Headers     map[string]string
@@ -192,6 +198,28 @@ type Message struct {
 	// dead-lettered.
 	LastError            string
 	CreatedAt, UpdatedAt time.Time
+}
+
+// HoldsOrderingKey reports whether the message keeps the messages of its
+// ordering key enqueued after it (in its scope, lane and target) waiting: it
+// has a key and is pending, claimed, or a dead letter whose key was not
+// released (OrderingKeyReleased false). A delivered message, an unordered
+// one and a released dead letter hold nothing.
+//
+// This is the rule the store applies when it picks the head of a key; it
+// mirrors the SQL function pgoutbox_holds_ordering_key (schema migration
+// 00002), and the two must change together.
+func (m Message) HoldsOrderingKey() bool {
+	if m.OrderingKey == "" {
+		return false
+	}
+	switch m.Status {
+	case StatusPending, StatusClaimed:
+		return true
+	case StatusDeadLetter:
+		return !m.OrderingKeyReleased
+	}
+	return false
 }
 
 // EnqueueResult is the outcome of an Enqueue.

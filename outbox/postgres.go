@@ -530,22 +530,26 @@ func toMessage(r db.PgoutboxMessage) Message {
 	// the whole read.
 	h, _ := headers.Decode(r.Headers)
 	m := Message{
-		ID:           msgid.Format(r.ID),
-		Lane:         r.Lane,
-		Target:       r.Target,
-		Payload:      r.Payload,
-		DedupeKey:    deref(r.DedupeKey),
-		OrderingKey:  deref(r.OrderingKey),
-		Headers:      h,
-		Status:       Status(r.Status),
-		AvailableAt:  r.AvailableAt,
-		AttemptCount: int(r.AttemptCount),
-		MaxAttempts:  int(r.MaxAttempts),
-		ClaimedBy:    deref(r.ClaimedBy),
-		ClaimToken:   r.ClaimToken.String(),
-		LastError:    deref(r.LastError),
-		CreatedAt:    r.CreatedAt,
-		UpdatedAt:    r.UpdatedAt,
+		ID:          msgid.Format(r.ID),
+		Lane:        r.Lane,
+		Target:      r.Target,
+		Payload:     r.Payload,
+		DedupeKey:   deref(r.DedupeKey),
+		OrderingKey: deref(r.OrderingKey),
+		// The column is only ever set on a dead letter (and cleared by
+		// Redrive); the status check keeps the documented promise even for
+		// a row written by hand.
+		OrderingKeyReleased: r.OrderingKeyReleased && r.Status == string(StatusDeadLetter),
+		Headers:             h,
+		Status:              Status(r.Status),
+		AvailableAt:         r.AvailableAt,
+		AttemptCount:        int(r.AttemptCount),
+		MaxAttempts:         int(r.MaxAttempts),
+		ClaimedBy:           deref(r.ClaimedBy),
+		ClaimToken:          r.ClaimToken.String(),
+		LastError:           deref(r.LastError),
+		CreatedAt:           r.CreatedAt,
+		UpdatedAt:           r.UpdatedAt,
 	}
 	if r.LeaseExpiresAt != nil {
 		m.LeaseExpiresAt = *r.LeaseExpiresAt

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -151,23 +152,58 @@ func TestOrderingDeadHeadHoldsKey(t *testing.T, h Harness) {
 	}
 }
 
+// wantKeyHold checks what s says, through Get and List, about whether the
+// message id holds its ordering key: Message.OrderingKeyReleased and
+// Message.HoldsOrderingKey.
+func (e *env) wantKeyHold(s Store, id string, status outbox.Status, released, holds bool) {
+	e.Helper()
+	got, err := s.Get(e.ctx, id)
+	if err != nil {
+		e.Fatalf("get %s: %v", id, err)
+	}
+	listed, err := s.List(e.ctx, outbox.ListFilter{Status: status, Limit: outbox.MaxListLimit})
+	if err != nil {
+		e.Fatal(err)
+	}
+	i := slices.IndexFunc(listed, func(m outbox.Message) bool { return m.ID == id })
+	if i < 0 {
+		e.Fatalf("%s is not listed among the %s messages", id, status)
+	}
+	for _, m := range []struct {
+		how string
+		m   outbox.Message
+	}{{"get", got}, {"list", listed[i]}} {
+		if m.m.Status != status || m.m.OrderingKeyReleased != released || m.m.HoldsOrderingKey() != holds {
+			e.Errorf("%s %s: status %s, OrderingKeyReleased %t, HoldsOrderingKey %t; want %s, %t, %t",
+				m.how, id, m.m.Status, m.m.OrderingKeyReleased, m.m.HoldsOrderingKey(), status, released, holds)
+		}
+	}
+}
+
 // TestOrderingReleaseKey checks that an operator's release lets a key held
-// by a dead letter move on: the next message becomes the head and the dead
-// letter stays a dead letter.
+// by a dead letter move on: the next message becomes the head, the dead
+// letter stays a dead letter and says it no longer holds its key
+// (Message.OrderingKeyReleased), and a redrive makes it hold the key again.
 func TestOrderingReleaseKey(t *testing.T, h Harness) {
 	e := start(t, h)
 	k1, k2 := e.deadHead(e.s)
+	e.wantKeyHold(e.s, k1.ID, outbox.StatusDeadLetter, false, true)
+	e.wantKeyHold(e.s, k2.ID, outbox.StatusPending, false, true)
 	n, err := e.s.ReleaseOrderingKey(e.ctx, lane, target, "k")
 	if err != nil || n != 1 {
 		e.Fatalf("release: %d %v", n, err)
 	}
+	e.wantKeyHold(e.s, k1.ID, outbox.StatusDeadLetter, true, false)
+	e.wantKeyHold(e.s, k2.ID, outbox.StatusPending, false, true)
 	got := e.claim(e.s, req(10, time.Minute))
 	if len(got) != 1 || got[0].ID != k2.ID {
 		e.Fatalf("after the release: %v, want the next message %s", ids(got), k2.ID)
 	}
-	if m := e.get(k1.ID); m.Status != outbox.StatusDeadLetter {
-		e.Errorf("the released dead letter is %s", m.Status)
+	if got[0].OrderingKeyReleased || !got[0].HoldsOrderingKey() {
+		e.Errorf("the claimed head: OrderingKeyReleased %t, HoldsOrderingKey %t; want false, true",
+			got[0].OrderingKeyReleased, got[0].HoldsOrderingKey())
 	}
+	e.wantKeyHold(e.s, k1.ID, outbox.StatusDeadLetter, true, false)
 	if n, err := e.s.ReleaseOrderingKey(e.ctx, lane, target, "k"); err != nil || n != 0 {
 		e.Errorf("a second release: %d %v, want 0", n, err)
 	}
@@ -176,6 +212,12 @@ func TestOrderingReleaseKey(t *testing.T, h Harness) {
 	}
 	_, err = e.s.ReleaseOrderingKey(e.ctx, lane, target, " ")
 	wantField(e.T, err, "ordering_key")
+	// Redrive clears the release: the message is pending, and holds its key
+	// again.
+	if res, err := e.s.Redrive(e.ctx, outbox.RedriveRequest{IDs: []string{k1.ID}}); err != nil || res.Redriven != 1 {
+		e.Fatal(res, err)
+	}
+	e.wantKeyHold(e.s, k1.ID, outbox.StatusPending, false, true)
 }
 
 // TestOrderingSkipDeadLetters checks the opt-in policy: a dead-lettered head
@@ -183,10 +225,31 @@ func TestOrderingReleaseKey(t *testing.T, h Harness) {
 func TestOrderingSkipDeadLetters(t *testing.T, h Harness) {
 	e := start(t, h)
 	s := h.NewSkippingDeadLetters(t, e.clk.Now)
-	_, k2 := e.deadHead(s)
-	if got := e.claim(s, req(10, time.Minute)); len(got) != 1 || got[0].ID != k2.ID {
+	k1, k2 := e.deadHead(s)
+	e.wantKeyHold(s, k1.ID, outbox.StatusDeadLetter, true, false)
+	got := e.claim(s, req(10, time.Minute))
+	if len(got) != 1 || got[0].ID != k2.ID {
 		e.Fatalf("after the head dead-lettered: %v, want %s", ids(got), k2.ID)
 	}
+	// Out of attempts when nacked, and when its lease expires, a head
+	// releases its key the same way; an unkeyed dead letter has no key to
+	// release.
+	once := func(d outbox.Draft) outbox.Draft { d.MaxAttempts = 1; return d }
+	nacked := e.enqueue(s, once(keyed("nacked", `3`)))
+	expired := e.enqueue(s, once(keyed("expired", `4`)))
+	plain := e.enqueue(s, once(draft(`"plain"`)))
+	got = e.claim(s, req(10, time.Second))
+	if want := fmt.Sprint([]string{nacked.ID, expired.ID, plain.ID}); fmt.Sprint(ids(got)) != want {
+		e.Fatalf("claimed %v, want %s", ids(got), want)
+	}
+	if out, err := s.NackAfter(e.ctx, nacked.ID, got[0].ClaimToken, "broken", time.Minute); err != nil || out != outbox.NackDeadLettered {
+		e.Fatal(out, err)
+	}
+	e.clk.advance(time.Second)
+	e.claim(s, req(10, time.Second)) // dead-letters the expired claims
+	e.wantKeyHold(s, nacked.ID, outbox.StatusDeadLetter, true, false)
+	e.wantKeyHold(s, expired.ID, outbox.StatusDeadLetter, true, false)
+	e.wantKeyHold(s, plain.ID, outbox.StatusDeadLetter, false, false)
 }
 
 // TestOrderingKeyIsPerLaneTargetAndScope checks that a key orders only the

@@ -69,29 +69,33 @@ func asUsage(err error) error {
 
 // messageJSON is a message as scripts see it.
 type messageJSON struct {
-	ID             string            `json:"id"`
-	Lane           string            `json:"lane"`
-	Target         string            `json:"target"`
-	Status         outbox.Status     `json:"status"`
-	Payload        json.RawMessage   `json:"payload"`
-	DedupeKey      string            `json:"dedupe_key,omitempty"`
-	OrderingKey    string            `json:"ordering_key,omitempty"`
-	Headers        map[string]string `json:"headers,omitempty"`
-	AvailableAt    time.Time         `json:"available_at"`
-	AttemptCount   int               `json:"attempt_count"`
-	MaxAttempts    int               `json:"max_attempts"`
-	ClaimedBy      string            `json:"claimed_by,omitempty"`
-	LeaseExpiresAt *time.Time        `json:"lease_expires_at,omitempty"`
-	LastError      string            `json:"last_error,omitempty"`
-	CreatedAt      time.Time         `json:"created_at"`
-	UpdatedAt      time.Time         `json:"updated_at"`
+	ID          string          `json:"id"`
+	Lane        string          `json:"lane"`
+	Target      string          `json:"target"`
+	Status      outbox.Status   `json:"status"`
+	Payload     json.RawMessage `json:"payload"`
+	DedupeKey   string          `json:"dedupe_key,omitempty"`
+	OrderingKey string          `json:"ordering_key,omitempty"`
+	// OrderingKeyReleased is outbox.Message.OrderingKeyReleased: true only
+	// for a dead letter whose key was released. A keyed dead letter with
+	// false still holds its key: the key's later messages wait.
+	OrderingKeyReleased bool              `json:"ordering_key_released"`
+	Headers             map[string]string `json:"headers,omitempty"`
+	AvailableAt         time.Time         `json:"available_at"`
+	AttemptCount        int               `json:"attempt_count"`
+	MaxAttempts         int               `json:"max_attempts"`
+	ClaimedBy           string            `json:"claimed_by,omitempty"`
+	LeaseExpiresAt      *time.Time        `json:"lease_expires_at,omitempty"`
+	LastError           string            `json:"last_error,omitempty"`
+	CreatedAt           time.Time         `json:"created_at"`
+	UpdatedAt           time.Time         `json:"updated_at"`
 }
 
 // toJSON leaves the claim token out: output is for operators and logs.
 func toJSON(m outbox.Message) messageJSON {
 	j := messageJSON{
 		ID: m.ID, Lane: m.Lane, Target: m.Target, Status: m.Status, Payload: m.Payload, DedupeKey: m.DedupeKey,
-		OrderingKey: m.OrderingKey, Headers: m.Headers,
+		OrderingKey: m.OrderingKey, OrderingKeyReleased: m.OrderingKeyReleased, Headers: m.Headers,
 		AvailableAt: m.AvailableAt.UTC(), AttemptCount: m.AttemptCount, MaxAttempts: m.MaxAttempts,
 		ClaimedBy: m.ClaimedBy, LastError: m.LastError, CreatedAt: m.CreatedAt.UTC(), UpdatedAt: m.UpdatedAt.UTC(),
 	}
@@ -189,6 +193,15 @@ func printList(w io.Writer, msgs []outbox.Message) error {
 	return tw.Flush()
 }
 
+// keyHoldText says whether a keyed dead letter still holds its ordering key
+// and what that means for the key's later messages.
+func keyHoldText(m outbox.Message) string {
+	if m.HoldsOrderingKey() {
+		return "yes: the key's later messages wait until it is redriven or the key is released (release-key)"
+	}
+	return "no: the key was released, its later messages go on"
+}
+
 func runGet(ctx context.Context, args []string, std stdio) error {
 	fs := newFlagSet("get", "get [flags] ID\n\nShows one message, its payload pretty-printed.", std.errOut)
 	sf := addStoreFlags(fs)
@@ -227,6 +240,9 @@ func runGet(ctx context.Context, args []string, std stdio) error {
 	}
 	if m.OrderingKey != "" {
 		row("ordering key", quoteIfNeeded(m.OrderingKey))
+		if m.Status == outbox.StatusDeadLetter {
+			row("holds key", keyHoldText(m))
+		}
 	}
 	row("attempts", fmt.Sprintf("%d of %d", m.AttemptCount, m.MaxAttempts))
 	row("available at", m.AvailableAt.UTC().Format(time.RFC3339Nano))

@@ -330,6 +330,29 @@ func TestOrderingKeysAndHeaders(t *testing.T) {
 	if held := claim(); len(held) != 0 {
 		t.Fatalf("the dead-lettered head does not hold its key: claimed %d", len(held))
 	}
+	// get says the dead letter holds its key, and --json that it is not
+	// released; a pending keyed message says nothing about holding.
+	getJSON := func(id string) (messageJSON, string) {
+		t.Helper()
+		var m messageJSON
+		out := mustOK(cli("get", "--json", id))
+		if err := json.Unmarshal([]byte(out), &m); err != nil {
+			t.Fatalf("get --json %s: %v\n%s", id, err, out)
+		}
+		return m, out
+	}
+	holdsRow := regexp.MustCompile(`\nholds key: +(.*)\n`)
+	out = mustOK(cli("get", acct1[0]))
+	if m := holdsRow.FindStringSubmatch(out); m == nil || !strings.HasPrefix(m[1], "yes: the key's later messages wait") {
+		t.Errorf("get of the dead letter holding its key:\n%s", out)
+	}
+	if m, out := getJSON(acct1[0]); m.Status != outbox.StatusDeadLetter || m.OrderingKeyReleased ||
+		!strings.Contains(out, `"ordering_key_released": false`) {
+		t.Errorf("get --json of the dead letter holding its key:\n%s", out)
+	}
+	if out = mustOK(cli("get", acct1[1])); strings.Contains(out, "holds key") {
+		t.Errorf("get of a pending message:\n%s", out)
+	}
 
 	// release-key: the dead letter stops holding the key, the next message goes.
 	out = mustOK(cli("release-key", "--lane", "ledger", "--target", "bank", "acct-1"))
@@ -341,6 +364,13 @@ func TestOrderingKeysAndHeaders(t *testing.T) {
 	}
 	if m, err := store.Get(ctx, acct1[0]); err != nil || m.Status != outbox.StatusDeadLetter {
 		t.Errorf("the released dead letter: %v %v", m.Status, err)
+	}
+	out = mustOK(cli("get", acct1[0]))
+	if m := holdsRow.FindStringSubmatch(out); m == nil || m[1] != "no: the key was released, its later messages go on" {
+		t.Errorf("get of the released dead letter:\n%s", out)
+	}
+	if m, out := getJSON(acct1[0]); !m.OrderingKeyReleased || !strings.Contains(out, `"ordering_key_released": true`) {
+		t.Errorf("get --json of the released dead letter:\n%s", out)
 	}
 	// Nothing holds it now: reported, not an error; flags after the key work too.
 	out = mustOK(cli("release-key", "acct-1", "--lane", "ledger", "--target", "bank"))
