@@ -230,9 +230,13 @@ func runChildOrderedRelay(url string) {
 	store := outbox.NewPostgresStore(pool)
 	notifier := relay.NewNotifier(pool, nil)
 	go func() { _ = notifier.Run(ctx) }()
+	// A lease that lapses hands its message out again while the stalled
+	// handler may still run (at least once, as the README says): the lease
+	// is long enough that only a stall of over 4.5 s, which a loaded test
+	// machine produced with 2 s leases, would do that.
 	r, err := relay.New(store, relay.Config{
 		Lane: orderedLane, Target: orderedTarget, ConsumerID: consumer, Concurrency: 16,
-		Lease: 2 * time.Second, HeartbeatInterval: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond,
+		Lease: 5 * time.Second, HeartbeatInterval: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond,
 		Wakeups: notifier, Backoff: func(int) time.Duration { return time.Duration(rand.IntN(20)) * time.Millisecond },
 		Handler: func(ctx context.Context, m outbox.Message) error {
 			var p orderedPayload
