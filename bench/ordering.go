@@ -404,16 +404,6 @@ const freshPlanLimit = 64
 // planText is the plan of an auto_explain message: its first line (the
 // duration) and the plan, without the query text between them.
 func planText(msg string) string {
-	lines := strings.Split(msg, "\n")
-	out := []string{lines[0]}
-	in := false
-	for _, l := range lines[1:] {
-		if !in && strings.Contains(l, "  (cost=") {
-			in = true
-		}
-		if in {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
+	first, rest, _ := strings.Cut(msg, "\n")
+	return first + "\n" + benchkit.WithoutQueryText(rest)
 }

@@ -121,3 +121,22 @@ func TestDrainUntilCountsSome(t *testing.T) {
 		t.Errorf("result %+v: want 100 counted and fewer than all 300 delivered", res)
 	}
 }
+
+// Plans from the log lose auto_explain's query text, so that an excerpt of
+// a long statement's plan shows the plan.
+func TestParsePlansDropsTheQueryText(t *testing.T) {
+	log := "2026-11-30 20:08:06.084 UTC [16059] LOG:  duration: 3776.296 ms  plan:\n" +
+		"\tQuery Text: -- name: MessageClaim :many\n\tWITH RECURSIVE clock AS (\n\t    SELECT 1\n\t)\n" +
+		"\tSort  (cost=1.00..2.00 rows=1 width=8) (actual rows=31 loops=1)\n\t  ->  Seq Scan on t  (cost=0.00..1.00 rows=1 width=8)\n" +
+		"2026-11-30 20:08:07.000 UTC [16059] LOG:  something else\n"
+	plans := parsePlans([]byte(log))
+	if len(plans) != 1 || plans[0].Millis != 3776.296 {
+		t.Fatalf("plans %+v", plans)
+	}
+	if want := "Sort  (cost=1.00..2.00 rows=1 width=8) (actual rows=31 loops=1)\n  ->  Seq Scan on t  (cost=0.00..1.00 rows=1 width=8)"; plans[0].Text != want {
+		t.Errorf("plan text:\n%s\nwant:\n%s", plans[0].Text, want)
+	}
+	if got := WithoutQueryText("Sort\n  ->  Seq Scan"); got != "Sort\n  ->  Seq Scan" {
+		t.Errorf("costless plan changed: %q", got)
+	}
+}
