@@ -36,6 +36,31 @@ const (
 	claimWarmUp = 10
 )
 
+// sqlExec runs one of the benchmark's SQL files with the benchmark's lane,
+// target and payload as parameters.
+func (b *bencher) sqlExec(name string, more ...any) error {
+	args := map[string]any{"lane": lane, "target": target, "payload": string(payload(0))}
+	for i := 0; i+1 < len(more); i += 2 {
+		args[more[i].(string)] = more[i+1]
+	}
+	return b.sql.Exec(b.ctx, b.h.Pool, name, args)
+}
+
+// keyedRun is a keyed step's run: after runSteps' reset it gives the table
+// planner statistics that have seen keyed messages (sql/keyed_stats.sql),
+// as a keyed deployment's table has after its first ANALYZE, instead of
+// those the run before left, which after an unkeyed run say that no
+// message has a key. That case is measured apart, in the keyed claim
+// scenario's stale-statistics variant.
+func keyedRun(b *bencher, run func() (sample, error)) func() (sample, error) {
+	return func() (sample, error) {
+		if err := b.sqlExec("keyed_stats"); err != nil {
+			return sample{}, err
+		}
+		return run()
+	}
+}
+
 // enqueueKeyed runs the keyed Enqueue variants at c clients, right after
 // the unkeyed one: a key of its own per client (no two transactions ever
 // wait for each other's key lock), and, with several clients, one key for
@@ -82,8 +107,8 @@ func (b *bencher) keyedBurnDown(run, relays int) error {
 		}
 	}
 	return b.runSteps(scBurnDown, b.r.keyedRelayVariant(relays), fmt.Sprintf("burn-down run %d, %d relay(s), keyed", run+1, relays), []step{
-		{sysPgoutbox, burn(relay.ModeClaim)},
-		{sysLock, burn(relay.ModeLock)},
+		{sysPgoutbox, keyedRun(b, burn(relay.ModeClaim))},
+		{sysLock, keyedRun(b, burn(relay.ModeLock))},
 	})
 }
 
@@ -91,8 +116,8 @@ func (b *bencher) keyedBurnDown(run, relays int) error {
 // producers and relays, every message with an ordering key.
 func (b *bencher) continuousKeyedSteps() []step {
 	return []step{
-		{sysPgoutbox, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim, true) }},
-		{sysLock, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock, true) }},
+		{sysPgoutbox, keyedRun(b, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim, true) })},
+		{sysLock, keyedRun(b, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock, true) })},
 	}
 }
 
@@ -149,8 +174,8 @@ func (b *bencher) hotKey() error {
 				variant = variantColdHot
 			}
 			if err := b.runSteps(scHotKey, variant, fmt.Sprintf("hot key run %d, %s", run+1, variant), []step{
-				{sysPgoutbox, func() (sample, error) { return b.hotKeyRun(relay.ModeClaim, hot) }},
-				{sysLock, func() (sample, error) { return b.hotKeyRun(relay.ModeLock, hot) }},
+				{sysPgoutbox, keyedRun(b, func() (sample, error) { return b.hotKeyRun(relay.ModeClaim, hot) })},
+				{sysLock, keyedRun(b, func() (sample, error) { return b.hotKeyRun(relay.ModeLock, hot) })},
 			}); err != nil {
 				return err
 			}
@@ -192,28 +217,60 @@ func (b *bencher) hotKeyRun(mode relay.Mode, hot int) (sample, error) {
 
 // keyedClaim measures the latency of one claim on a table of keyed pending
 // messages: claimKeys keys at each depth of claimDepths (the same keys,
-// deeper), for each batch size of claimBatches. Picking the head of a key
+// deeper), for each batch size of claimBatches, planned on statistics of
+// the table as it is (ANALYZE after the fill). Picking the head of a key
 // must not cost the depth of the key (issue 10: the deepest table at most
 // 1.3x the shallowest).
+//
+// The shallowest table is first measured on planner statistics from before
+// any key (sql/unkeyed_stats.sql, autovacuum off so that no ANALYZE
+// replaces them): what a service that turns ordering keys on runs with
+// until its table's next ANALYZE. Those claims are slow if a plan made on
+// them walks the keys with anything but one index probe per key, so fewer
+// are timed.
 func (b *bencher) keyedClaim() error {
+	stale := staleClaims(b.o.claims)
 	for run := range b.o.runs {
 		for di, depth := range b.o.claimDepths {
 			if err := b.reset(); err != nil {
 				return err
 			}
+			first := di == 0
+			if first {
+				for _, script := range []string{"autovacuum_off", "unkeyed_stats"} {
+					if err := b.sqlExec(script); err != nil {
+						return err
+					}
+				}
+			}
 			fmt.Fprintf(b.log, "  keyed claim run %d: filling %d keys x %d\n", run+1, b.o.claimKeys, depth)
-			if err := b.sql.Exec(b.ctx, b.h.Pool, "keyed_fill", map[string]any{
-				"lane": lane, "target": target, "payload": string(payload(0)), "keys": b.o.claimKeys, "per_key": depth,
-			}); err != nil {
+			if err := b.sqlExec("keyed_fill", "keys", b.o.claimKeys, "per_key", depth); err != nil {
 				return err
 			}
-			if err := b.sql.Exec(b.ctx, b.h.Pool, "vacuum", nil); err != nil {
+			if first {
+				if err := b.sqlExec("vacuum_only"); err != nil {
+					return err
+				}
+				for _, batch := range b.o.claimBatches {
+					variant := b.r.keyedClaimStaleVariant(batch, depth)
+					s, err := b.keyedClaimLoop(batch, stale, run == 0, b.r.keyedClaimTable(depth), statsBeforeKeys)
+					if err != nil {
+						return err
+					}
+					b.r.add(scKeyedClaim, variant, sysPgoutbox, s)
+					fmt.Fprintf(b.log, "  keyed claim run %d, %s: p50 %s, p99 %s\n", run+1, variant, s.p50, s.p99)
+				}
+				if err := b.sqlExec("autovacuum_on"); err != nil {
+					return err
+				}
+			}
+			if err := b.sqlExec("vacuum"); err != nil {
 				return err
 			}
 			for _, batch := range b.o.claimBatches {
 				// The plans of the deepest table, once.
 				explain := run == 0 && di == len(b.o.claimDepths)-1
-				s, err := b.keyedClaimLoop(batch, explain)
+				s, err := b.keyedClaimLoop(batch, b.o.claims, explain, b.r.keyedClaimTable(depth), statsFresh)
 				if err != nil {
 					return err
 				}
@@ -226,7 +283,18 @@ func (b *bencher) keyedClaim() error {
 	return nil
 }
 
-// keyedClaimLoop times b.o.claims claims of batch messages on one
+// staleClaims is how many claims are timed on statistics from before any
+// key: a plan that walks keys by anything but one index probe per key
+// takes hundreds of milliseconds a claim there.
+func staleClaims(claims int) int { return max(10, claims/50) }
+
+// The planner statistics a keyed claim runs on.
+const (
+	statsFresh      = "statistics of the table as it is"
+	statsBeforeKeys = "statistics from before any key"
+)
+
+// keyedClaimLoop times claims claims of batch messages on one
 // connection, after claimWarmUp untimed ones. Each claim runs in a
 // transaction that is rolled back, so every claim sees the same table (the
 // same keys, at the same depth): a claim that committed would empty the
@@ -235,7 +303,7 @@ func (b *bencher) keyedClaim() error {
 // With explain, it also records the plan of one claim (auto_explain, as
 // EXPLAIN (ANALYZE, BUFFERS) would print it) as the store runs it, and for
 // a batch below outbox's fresh-plan limit the generic plan too.
-func (b *bencher) keyedClaimLoop(batch int, explain bool) (sample, error) {
+func (b *bencher) keyedClaimLoop(batch, claims int, explain bool, where, stats string) (sample, error) {
 	var s sample
 	var plans []claimPlan
 	ev, err := b.window(func() error {
@@ -281,10 +349,10 @@ func (b *bencher) keyedClaimLoop(batch int, explain bool) (sample, error) {
 				return err
 			}
 		}
-		lat := make([]time.Duration, 0, b.o.claims)
+		lat := make([]time.Duration, 0, claims)
 		var total time.Duration
 		claimed := 0
-		for range b.o.claims {
+		for range claims {
 			d, n, err := claim()
 			if err != nil {
 				return err
@@ -298,7 +366,7 @@ func (b *bencher) keyedClaimLoop(batch int, explain bool) (sample, error) {
 		if !explain {
 			return nil
 		}
-		plans, err = b.claimPlans(conn, batch, claim, func() []string {
+		plans, err = b.claimPlans(conn, batch, claimWarmUp+claims, claimPlan{table: where, stats: stats}, claim, func() []string {
 			mu.Lock()
 			defer mu.Unlock()
 			out := notices
@@ -315,9 +383,12 @@ func (b *bencher) keyedClaimLoop(batch int, explain bool) (sample, error) {
 	return s, nil
 }
 
-// claimPlan is one claim's plan on the deepest table.
+// claimPlan is one claim's plan.
 type claimPlan struct {
 	label string
+	short string // the label in a few words, for the targets table
+	table string // the table it ran on
+	stats string // the planner statistics it was planned on: statsFresh or statsBeforeKeys
 	// cache says how the connection's prepared claim was planned so far
 	// (pg_prepared_statements), for claims below the fresh-plan limit.
 	cache string
@@ -329,7 +400,7 @@ type claimPlan struct {
 // session as a notice, and, below the fresh-plan limit, one more with the
 // generic plan forced. auto_explain needs a superuser (LOAD and its
 // settings); on a server where that fails, the plan says why.
-func (b *bencher) claimPlans(conn *pgx.Conn, batch int, claim func() (time.Duration, int, error), notices func() []string) ([]claimPlan, error) {
+func (b *bencher) claimPlans(conn *pgx.Conn, batch, ran int, on claimPlan, claim func() (time.Duration, int, error), notices func() []string) ([]claimPlan, error) {
 	ctx := b.ctx
 	prepared := batch < freshPlanLimit
 	cache := ""
@@ -351,16 +422,18 @@ func (b *bencher) claimPlans(conn *pgx.Conn, batch int, claim func() (time.Durat
 	} {
 		if _, err := conn.Exec(ctx, st); err != nil {
 			why := fmt.Sprintf("no plan: %s failed: %v", st, err)
-			return []claimPlan{{label: fmt.Sprintf("batch %d", batch), cache: cache, err: why}}, nil
+			on.label, on.short, on.cache, on.err = fmt.Sprintf("batch %d", batch), fmt.Sprintf("batch %d", batch), cache, why
+			return []claimPlan{on}, nil
 		}
 	}
 	defer func() { _, _ = conn.Exec(ctx, "RESET auto_explain.log_min_duration") }()
-	one := func(label string) (claimPlan, error) {
+	one := func(label, short string) (claimPlan, error) {
 		notices()
 		if _, _, err := claim(); err != nil {
 			return claimPlan{}, err
 		}
-		p := claimPlan{label: label, cache: cache}
+		p := on
+		p.label, p.short, p.cache = label, short, cache
 		for _, n := range notices() {
 			if strings.Contains(n, "name: MessageClaim") && strings.Contains(n, "plan:") {
 				p.plan = planText(n)
@@ -373,10 +446,12 @@ func (b *bencher) claimPlans(conn *pgx.Conn, batch int, claim func() (time.Durat
 	}
 	var out []claimPlan
 	label := fmt.Sprintf("batch %d, as the store runs it (a fresh plan: an unnamed statement, planned for its parameters)", batch)
+	short := fmt.Sprintf("batch %d planned per execution", batch)
 	if prepared {
-		label = fmt.Sprintf("batch %d, as the store runs it (a prepared statement, after %d executions)", batch, claimWarmUp+b.o.claims)
+		label = fmt.Sprintf("batch %d, as the store runs it (a prepared statement, after %d executions)", batch, ran)
+		short = fmt.Sprintf("batch %d prepared", batch)
 	}
-	p, err := one(label)
+	p, err := one(label, short)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +460,7 @@ func (b *bencher) claimPlans(conn *pgx.Conn, batch int, claim func() (time.Durat
 		if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
 			return nil, err
 		}
-		p, err := one(fmt.Sprintf("batch %d, its generic plan (plan_cache_mode = force_generic_plan)", batch))
+		p, err := one(fmt.Sprintf("batch %d, its generic plan (plan_cache_mode = force_generic_plan)", batch), fmt.Sprintf("batch %d generic plan", batch))
 		if _, rerr := conn.Exec(ctx, "RESET plan_cache_mode"); rerr != nil && err == nil {
 			err = rerr
 		}

@@ -61,14 +61,14 @@ func TestOrderingTargets(t *testing.T) {
 	}
 	md := r.markdown()
 	for name, want := range map[string]string{
-		"keyed burn-down (10,000 keys x 20) >= 0.8x unkeyed, same relays and concurrency, claim mode":                      "| 1 relay(s) 0.95x, 2 relay(s) 0.60x | **no** |",
-		"keyed burn-down (10,000 keys x 20) >= 0.8x unkeyed, same relays and concurrency, lock mode":                       "| 1 relay(s) 0.90x, 2 relay(s) 0.82x | yes |",
-		"cold keys beside a hot key of 100,000 messages drain >= 0.9x their rate alone (pgoutbox)":                         "| 0.95x (9,500 vs 10,000 cold msg/s) | yes |",
-		"cold keys beside a hot key of 100,000 messages drain >= 0.9x their rate alone (pgoutbox lock mode)":               "| 0.80x (8,000 vs 10,000 cold msg/s) | **no** |",
-		"keyed claim of 16, p50 at 10,000 keys x 100 (1,000,000 pending) <= 1.3x at 10,000 keys x 1":                       "| 1.20x (1.20 ms vs 1.00 ms; p99 1.00x: 2.00 ms vs 2.00 ms) | yes |",
-		"keyed claim of 64, p50 at 10,000 keys x 100 (1,000,000 pending) <= 1.3x at 10,000 keys x 1":                       "| 2.00x (6.00 ms vs 3.00 ms; p99 1.80x: 9.00 ms vs 5.00 ms) | **no** |",
-		"keyed Enqueue (a key per client) <= 1.15x unkeyed (time per message), 1 and 16 clients":                           "| 1 client(s) 1.05x, 16 client(s) 1.25x | **no** |",
-		"generic plan of a keyed claim below 64 walks heads with index scans of pgoutbox_message_key_idx (no bitmap scan)": "| not measured (no batch below 64 in -claim-batches) | - |",
+		"keyed burn-down (10,000 keys x 20) >= 0.8x unkeyed, same relays and concurrency, claim mode":                                                                       "| 1 relay(s) 0.95x, 2 relay(s) 0.60x | **no** |",
+		"keyed burn-down (10,000 keys x 20) >= 0.8x unkeyed, same relays and concurrency, lock mode":                                                                        "| 1 relay(s) 0.90x, 2 relay(s) 0.82x | yes |",
+		"cold keys beside a hot key of 100,000 messages drain >= 0.9x their rate alone (pgoutbox)":                                                                          "| 0.95x (9,500 vs 10,000 cold msg/s) | yes |",
+		"cold keys beside a hot key of 100,000 messages drain >= 0.9x their rate alone (pgoutbox lock mode)":                                                                "| 0.80x (8,000 vs 10,000 cold msg/s) | **no** |",
+		"keyed claim of 16, p50 at 10,000 keys x 100 (1,000,000 pending) <= 1.3x at 10,000 keys x 1":                                                                        "| 1.20x (1.20 ms vs 1.00 ms; p99 1.00x: 2.00 ms vs 2.00 ms) | yes |",
+		"keyed claim of 64, p50 at 10,000 keys x 100 (1,000,000 pending) <= 1.3x at 10,000 keys x 1":                                                                        "| 2.00x (6.00 ms vs 3.00 ms; p99 1.80x: 9.00 ms vs 5.00 ms) | **no** |",
+		"keyed Enqueue (a key per client) <= 1.15x unkeyed (time per message), 1 and 16 clients":                                                                            "| 1 client(s) 1.05x, 16 client(s) 1.25x | **no** |",
+		"keyed claim plans walk heads by index scans of pgoutbox_message_key_idx (no bitmap or sequential scan), on fresh statistics and on statistics from before any key": "| not measured (no plan recorded) | - |",
 	} {
 		if row := targetRow(t, md, name); !strings.HasSuffix(row, want) {
 			t.Errorf("target %q:\n got %s\nwant suffix %s", name, row, want)
@@ -143,18 +143,35 @@ func TestHeadWalkOfAPlan(t *testing.T) {
 	}
 
 	r := keyedReport("keyed-claim")
-	r.claimPlans = []claimPlan{{label: "batch 16, its generic plan (plan_cache_mode = force_generic_plan)", plan: indexWalkPlan}}
-	if g := r.genericPlanGoal(); !g.met || !strings.Contains(g.figure, "index scans, 16 keys visited") {
-		t.Errorf("index walk: %+v", g)
+	r.add(scKeyedClaim, r.keyedClaimStaleVariant(16, 1), sysPgoutbox, sample{rate: 100, p50: time.Second, p99: 2 * time.Second})
+	r.add(scKeyedClaim, r.keyedClaimVariant(16, 1), sysPgoutbox, sample{rate: 10_000, p50: time.Millisecond, p99: 2 * time.Millisecond})
+	generic := "batch 16, its generic plan (plan_cache_mode = force_generic_plan)"
+	r.claimPlans = []claimPlan{
+		{label: generic, short: "batch 16 generic plan", stats: statsFresh, table: "10,000 keys x 100", plan: indexWalkPlan},
+		{label: generic, short: "batch 16 generic plan", stats: statsBeforeKeys, table: "10,000 keys x 1", plan: indexWalkPlan},
 	}
-	r.claimPlans[0].plan = strings.Replace(indexWalkPlan, "->  Index Scan using pgoutbox_message_key_idx on pgoutbox_message m_2",
+	if g := r.planWalkGoal(); !g.met || g.figure != "statistics of the table as it is: index scans (5.0 buffers per key); statistics from before any key: index scans (5.0 buffers per key)" {
+		t.Errorf("index walks: %+v", g)
+	}
+	r.claimPlans[1].plan = strings.Replace(indexWalkPlan, "->  Index Scan using pgoutbox_message_key_idx on pgoutbox_message m_2",
 		"->  Bitmap Heap Scan on pgoutbox_message m_2", 1)
-	if g := r.genericPlanGoal(); g.met || !strings.Contains(g.figure, "bitmap scan") {
+	g := r.planWalkGoal()
+	if g.met || !strings.HasSuffix(g.figure, "statistics from before any key: batch 16 generic plan **bitmap scan** (5.0 buffers per key) (plans under keyed claim latency)") ||
+		len(g.why) != 1 || g.why[0].variant != r.keyedClaimStaleVariant(16, 1) {
 		t.Errorf("bitmap walk: %+v", g)
 	}
-	r.claimPlans[0] = claimPlan{label: r.claimPlans[0].label, err: "no plan: LOAD 'auto_explain' failed: permission denied"}
-	if g := r.genericPlanGoal(); g.measured || !strings.Contains(g.figure, "permission denied") {
+	r.claimPlans[1].plan = strings.Replace(indexWalkPlan, "->  Index Scan using pgoutbox_message_key_idx on pgoutbox_message m_2",
+		"->  Seq Scan on pgoutbox_message m_2", 1)
+	if g := r.planWalkGoal(); g.met || !strings.Contains(g.figure, "**sequential scan**") {
+		t.Errorf("sequential walk: %+v", g)
+	}
+	r.claimPlans[1] = claimPlan{label: generic, short: "batch 16", stats: statsBeforeKeys, err: "no plan: LOAD 'auto_explain' failed: permission denied"}
+	if g := r.planWalkGoal(); g.measured || !strings.Contains(g.figure, "permission denied") {
 		t.Errorf("no plan: %+v", g)
+	}
+	md := r.markdown()
+	if !strings.Contains(md, "- batch 16 on statistics from before any key: p50 1000.00x, p99 1000.00x those on the same table analyzed") {
+		t.Errorf("no stale-statistics ratio:\n%s", md)
 	}
 }
 
