@@ -104,8 +104,9 @@ test-pgbouncer:
 	fi; \
 	OUTBOX_PGBOUNCER="$$(scripts/pgbouncer.sh)" $(GO) test -count=1 -v -run '^TestPgBouncerTransactionPooling$$' ./integration
 
-## bench: the full comparison with River, PgQ and the raw-SQL floor (about
-## 25 minutes); writes BENCHMARKS.md and benchmarks.png
+## bench: the full comparison with River, PgQ and the raw-SQL floor, and
+## ordered delivery's keyed figures (about 40 minutes); writes BENCHMARKS.md
+## and benchmarks.png
 bench:
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \
