@@ -96,8 +96,9 @@ soak:
 	OUTBOX_SOAK=$(SOAK) $(GO) test -count=1 -timeout 0 -v -run '^TestSoak$$' ./integration | grep -E 'SOAK|soak:|^(---|ok|FAIL)'; \
 	$(GO) test -count=1 -timeout 0 -run '^TestModelPostgresAgreesWithMemstore$$' -v ./integration -rapid.checks=5000 | grep -E 'model cases|rapid|^(---|ok|FAIL)'
 
-## bench: the full comparison with River, PgQ and the raw-SQL floor (about
-## 25 minutes); writes BENCHMARKS.md and benchmarks.png
+## bench: the full comparison with River, PgQ and the raw-SQL floor, and
+## ordered delivery's keyed figures (about 40 minutes); writes BENCHMARKS.md
+## and benchmarks.png
 bench:
 	@if [ -z "$${DATABASE_URL:-}" ]; then \
 		export OUTBOX_TEST_POSTGRES_IMAGE="$$(scripts/postgres-image.sh)"; \

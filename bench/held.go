@@ -27,8 +27,8 @@ func (b *bencher) heldSnapshot() error {
 		name, table string
 		run         func() (sample, error)
 	}{
-		{sysPgoutbox, table, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim) }},
-		{sysLock, table, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock) }},
+		{sysPgoutbox, table, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim, false) }},
+		{sysLock, table, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock, false) }},
 		{sysRiver, "river_job", b.riverContinuous},
 	}
 	for run := range b.o.runs {

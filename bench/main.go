@@ -54,6 +54,17 @@ type options struct {
 	memProfile    string
 	systems       map[string]bool
 	autoExplain   time.Duration
+	// Ordered delivery (issue 10, issue 11 point 6).
+	keyed        bool  // keyed variants of enqueue, burn-down and continuous
+	keys         int   // keys of the keyed burn-down (messages / keys each) and of continuous
+	hotMessages  int   // messages of the hot key
+	coldKeys     int   // cold keys beside it
+	coldPerKey   int   // messages of each cold key
+	hotRelays    int   // relays draining the hot-key scenario
+	claimKeys    int   // keys of the keyed claim-latency tables
+	claimDepths  []int // messages per key of each claim-latency table
+	claimBatches []int // claim sizes of the claim-latency scenario
+	claims       int   // timed claims per table and batch size
 }
 
 // allSystems name the systems for -systems: pgoutbox in claim mode and in
@@ -66,7 +77,7 @@ var systemFlag = map[string]string{ //nolint:gochecknoglobals // fixed table
 }
 
 // allScenarios are the scenarios in the order they run.
-var allScenarios = []string{"enqueue", "burn-down", "continuous", "held-snapshot", "wake-up", "growth", "plan-stability", "memory"} //nolint:gochecknoglobals // fixed list
+var allScenarios = []string{"enqueue", "burn-down", "continuous", "held-snapshot", "wake-up", "growth", "hot-key", "keyed-claim", "plan-stability", "memory"} //nolint:gochecknoglobals // fixed list
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -97,6 +108,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	flags.BoolVar(&o.smoke, "smoke", false, "a short run of every scenario and peer, for CI")
 	flags.StringVar(&o.synchronous, "synchronous-commit", "on", "synchronous_commit of the container this starts (on: durable)")
 	flags.DurationVar(&o.autoExplain, "auto-explain", time.Second, "the container this starts logs the plan (rows, buffers, WAL) of every statement slower than this, for the outliers' evidence (0: off)")
+	flags.BoolVar(&o.keyed, "keyed", true, "run the keyed variants of enqueue, burn-down and continuous beside the unkeyed ones")
+	flags.IntVar(&o.keys, "keys", 10_000, "ordering keys of the keyed burn-down (each gets -messages / -keys messages) and of keyed continuous load")
+	flags.IntVar(&o.hotMessages, "hot-messages", 100_000, "messages of the hot key in the hot-key scenario")
+	flags.IntVar(&o.coldKeys, "cold-keys", 1000, "cold keys in the hot-key scenario")
+	flags.IntVar(&o.coldPerKey, "cold-per-key", 20, "messages of each cold key in the hot-key scenario")
+	flags.IntVar(&o.hotRelays, "hot-relays", 2, "relays draining the hot-key scenario")
+	flags.IntVar(&o.claimKeys, "claim-keys", 10_000, "ordering keys of the keyed claim-latency tables")
+	claimDepths := flags.String("claim-depths", "1,100", "messages per key of each keyed claim-latency table (the first is the baseline)")
+	claimBatches := flags.String("claim-batches", "16,64", "claim sizes of the keyed claim-latency scenario (below 64 the store runs claims as prepared statements)")
+	flags.IntVar(&o.claims, "claims", 500, "timed claims per table and batch size in the keyed claim-latency scenario")
 	dbURL := flags.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL to measure on (default: start one with Testcontainers)")
 	cpuProfile := flags.String("cpuprofile", "", "write a CPU profile of the benchmark process (relays, River, clients) to this file")
 	flags.StringVar(&o.memProfile, "memprofile", "", "write an allocation profile of the memory scenario's drain to this file")
@@ -114,6 +135,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.growthSizes, err = ints(*growth); err != nil {
 		return fmt.Errorf("-growth: %w", err)
+	}
+	if o.claimDepths, err = ints(*claimDepths); err != nil {
+		return fmt.Errorf("-claim-depths: %w", err)
+	}
+	if o.claimBatches, err = ints(*claimBatches); err != nil {
+		return fmt.Errorf("-claim-batches: %w", err)
 	}
 	selected := map[string]bool{}
 	for _, s := range strings.Split(*only, ",") {
@@ -136,6 +163,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if o.smoke {
 		o = smokeOptions(o)
+	}
+	if err := o.validateKeyed(); err != nil {
+		return err
 	}
 
 	srv, err := benchserver.Start(ctx, *dbURL, o.synchronous, o.autoExplain, stderr)
@@ -169,7 +199,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	b.r = r
 	steps := map[string]func() error{
 		"enqueue": b.enqueue, "burn-down": b.burnDown, "continuous": b.continuous, "held-snapshot": b.heldSnapshot,
-		"wake-up": b.wakeUp, "growth": b.growth, "plan-stability": b.planStability, "memory": b.memory,
+		"wake-up": b.wakeUp, "growth": b.growth, "hot-key": b.hotKey, "keyed-claim": b.keyedClaim,
+		"plan-stability": b.planStability, "memory": b.memory,
 	}
 	for _, name := range allScenarios {
 		if !selected[name] {
@@ -216,7 +247,41 @@ func smokeOptions(o options) options {
 	o.growthPending = 2000
 	o.wakeups = 10
 	o.pgqTick = 100 * time.Millisecond
+	o.keys = 250 // x 20 = messages
+	o.hotMessages = 5000
+	o.coldKeys = 50
+	o.claimKeys = 500
+	o.claimDepths = []int{1, 10}
+	o.claims = 30
 	return o
+}
+
+// validateKeyed checks the ordered-delivery options: every count at least
+// one, and no more keys than messages in the keyed burn-down.
+func (o options) validateKeyed() error {
+	for _, x := range []struct {
+		name string
+		n    int
+	}{
+		{"-keys", o.keys}, {"-hot-messages", o.hotMessages}, {"-cold-keys", o.coldKeys}, {"-cold-per-key", o.coldPerKey},
+		{"-hot-relays", o.hotRelays}, {"-claim-keys", o.claimKeys}, {"-claims", o.claims},
+	} {
+		if x.n < 1 {
+			return fmt.Errorf("%s must be at least 1, not %d", x.name, x.n)
+		}
+	}
+	if o.keys > o.messages {
+		return fmt.Errorf("-keys (%d) must not exceed -messages (%d): the keyed burn-down gives each key -messages / -keys messages", o.keys, o.messages)
+	}
+	if len(o.claimDepths) < 2 {
+		return fmt.Errorf("-claim-depths needs at least two depths to compare, not %v", o.claimDepths)
+	}
+	for _, n := range append(slices.Clone(o.claimDepths), o.claimBatches...) {
+		if n < 1 {
+			return fmt.Errorf("-claim-depths and -claim-batches must be at least 1, not %d", n)
+		}
+	}
+	return nil
 }
 
 func ints(s string) ([]int, error) {

@@ -60,6 +60,9 @@ type sample struct {
 	// seqRows are the rows the run read sequentially from the table (the
 	// plan-stability scenario).
 	seqRows int64
+	// hotDelivered are the hot key's messages delivered while the cold
+	// keys drained (the hot-key scenario).
+	hotDelivered int64
 }
 
 type series struct {
@@ -85,6 +88,7 @@ type report struct {
 	memory            *memoryFigures // nil: the memory scenario did not run
 	pgq               string
 	ran               []string
+	claimPlans        []claimPlan // the keyed claim-latency scenario's plans
 }
 
 func (r *report) add(scenario, variant, system string, s sample) {
@@ -210,13 +214,15 @@ func (r *report) markdown() string {
 	w("Each scenario ran %d time(s): the tables give the median and, for several runs, the range. Scenarios: %s.\n\n", r.opts.runs, strings.Join(r.ran, ", "))
 
 	w("## Targets\n\n")
-	w("The figures issue 11 asks for, and the earlier ones; \"not measured\" names the scenario that did not run.\n\n")
+	w("The figures issue 11 asks for, issue 10's for ordered delivery, and the earlier ones; \"not measured\" names the scenario that\n")
+	w("did not run.\n\n")
 	w("| target | figure | met |\n| --- | --- | --- |\n")
 	for _, t := range r.targets() {
 		w("| %s | %s | %s |\n", t.name, t.figure, t.verdict())
 	}
 	w("\n")
 	r.misses(w)
+	r.keyedGaps(w)
 	r.flags(w)
 
 	w("## Setup\n\n")
@@ -237,7 +243,12 @@ func (r *report) markdown() string {
 	w("  after the window's sessions closed and flushed their counts. `/enq` divides the WAL of the windows that enqueued by the\n")
 	w("  messages enqueued, `/del` that of the windows that delivered by the messages delivered. Burn-down and growth fill in a window\n")
 	w("  of their own before the timed drain, so `/del` there is delivery alone; continuous and wake-up enqueue and deliver in one\n")
-	w("  window, which both columns then divide (by the messages enqueued, or delivered, in it).\n\n")
+	w("  window, which both columns then divide (by the messages enqueued, or delivered, in it).\n")
+	w("- **Keyed variants** (ordered delivery) run in the same rounds as their unkeyed baselines. Keyed burn-down: %s keys x %d\n", num(float64(r.opts.keys)), r.perKey())
+	w("  messages (the same total), enqueued message-major (the first message of every key, then the second, ...) by EnqueueMany in\n")
+	w("  batches of 1,000. Keyed continuous: each producer's batch of 100 holds 100 distinct keys of its own, cycling through %s keys\n", num(float64(r.opts.keys)))
+	w("  in all. Keyed Enqueue: a key of its own per client, and all clients on one key. Every keyed drain checks that each key's\n")
+	w("  messages reach the handler one at a time and in enqueue order, and fails the run otherwise.\n\n")
 
 	scenarios := []string{}
 	for _, s := range r.series {
@@ -251,6 +262,7 @@ func (r *report) markdown() string {
 			continue
 		}
 		w("## %s\n\n", sc)
+		r.orderingIntro(sc, w)
 		w("| variant | system | msg/s (median) | range | p50 | p99 | WAL B/enq | rec/enq | WAL B/del | rec/del |\n")
 		w("| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 		for _, s := range r.series {
@@ -269,6 +281,9 @@ func (r *report) markdown() string {
 			w("- %s\n", line)
 		}
 		w("\n")
+		if sc == scKeyedClaim {
+			r.claimPlansSection(w)
+		}
 	}
 	if m := r.memory; m != nil {
 		w("## memory\n\nOne relay draining %s messages at full speed (%s msg/s): %.1f allocations and %s bytes allocated per delivered message\n",
@@ -445,7 +460,7 @@ func (r *report) targets() []goal {
 		worst, at := 0.0, ""
 		var worstSeries *series
 		for _, s := range r.series {
-			if s.scenario == scBurnDown && s.system == sysPgoutbox {
+			if s.scenario == scBurnDown && s.system == sysPgoutbox && !isKeyed(s.variant) {
 				if b, _, _, ok := s.walPer(true); ok && b > worst {
 					worst, at, worstSeries = b, s.variant, s
 				}
@@ -483,6 +498,8 @@ func (r *report) targets() []goal {
 				[]*series{r.find(scHeld, variantHeld, sys), r.find(scHeld, variantNotHeld, sys)}})
 		}
 	}
+
+	out = append(out, r.orderingTargets()...)
 
 	// The earlier targets.
 	worstEnq := 0.0
@@ -645,6 +662,12 @@ func (r *report) ratios(sc string) []string {
 	var out []string
 	for _, s := range r.series {
 		if s.scenario != sc {
+			continue
+		}
+		if line, ok := r.orderingRatio(sc, s); ok {
+			if line != "" {
+				out = append(out, line)
+			}
 			continue
 		}
 		switch {

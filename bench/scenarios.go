@@ -36,7 +36,7 @@ func payload(i int) json.RawMessage {
 
 // timed runs fn in clients goroutines until d passes and returns the number
 // of messages they reported per second, and the number.
-func (b *bencher) timed(clients int, d time.Duration, fn func(ctx context.Context, n *atomic.Int64) error) (float64, int64, error) {
+func (b *bencher) timed(clients int, d time.Duration, fn func(ctx context.Context, client int, n *atomic.Int64) error) (float64, int64, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, d)
 	defer cancel()
 	var (
@@ -46,12 +46,12 @@ func (b *bencher) timed(clients int, d time.Duration, fn func(ctx context.Contex
 		firstErr error
 	)
 	start := time.Now()
-	for range clients {
+	for client := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				if err := fn(b.ctx, &n); err != nil {
+				if err := fn(b.ctx, client, &n); err != nil {
 					errOnce.Do(func() { firstErr = err })
 					cancel()
 				}
@@ -63,7 +63,7 @@ func (b *bencher) timed(clients int, d time.Duration, fn func(ctx context.Contex
 }
 
 // timedEnqueue runs timed in a window and returns its sample.
-func (b *bencher) timedEnqueue(clients int, fn func(ctx context.Context, n *atomic.Int64) error) (sample, error) {
+func (b *bencher) timedEnqueue(clients int, fn func(ctx context.Context, client int, n *atomic.Int64) error) (sample, error) {
 	var (
 		s   sample
 		err error
@@ -95,7 +95,7 @@ func (b *bencher) enqueue() error {
 		}
 		for _, c := range b.o.clientsList {
 			variant := fmt.Sprintf("%d clients", c)
-			s, err := b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+			s, err := b.timedEnqueue(c, func(ctx context.Context, _ int, n *atomic.Int64) error {
 				return b.inTx(ctx, func(tx pgx.Tx) error {
 					_, err := store.WithTx(tx).Enqueue(ctx, outbox.Draft{Lane: lane, Target: target, Payload: payload(int(n.Add(1)))})
 					return err
@@ -105,7 +105,10 @@ func (b *bencher) enqueue() error {
 				return err
 			}
 			b.r.add(scEnqueueOne, variant, sysEnqueue, s)
-			s, err = b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+			if err := b.enqueueKeyed(store, c, variant); err != nil {
+				return err
+			}
+			s, err = b.timedEnqueue(c, func(ctx context.Context, _ int, n *atomic.Int64) error {
 				return b.inTx(ctx, func(tx pgx.Tx) error {
 					_, err := tx.Exec(ctx, bareSQL, "", lane, target, payload(int(n.Add(1))))
 					return err
@@ -123,7 +126,7 @@ func (b *bencher) enqueue() error {
 				drafts[i] = outbox.Draft{Lane: lane, Target: target, Payload: payload(i)}
 				args[i+3] = payload(i)
 			}
-			s, err = b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+			s, err = b.timedEnqueue(c, func(ctx context.Context, _ int, n *atomic.Int64) error {
 				err := b.inTx(ctx, func(tx pgx.Tx) error {
 					_, err := store.WithTx(tx).EnqueueMany(ctx, drafts)
 					return err
@@ -137,7 +140,7 @@ func (b *bencher) enqueue() error {
 				return err
 			}
 			b.r.add(scEnqueueMany, variant, sysEnqueueMany, s)
-			s, err = b.timedEnqueue(c, func(ctx context.Context, n *atomic.Int64) error {
+			s, err = b.timedEnqueue(c, func(ctx context.Context, _ int, n *atomic.Int64) error {
 				err := b.inTx(ctx, func(tx pgx.Tx) error {
 					_, err := tx.Exec(ctx, manySQL, args...)
 					return err
@@ -223,6 +226,9 @@ func (b *bencher) burnDown() error {
 				{sysLock, burn(relay.ModeLock)},
 				{sysLockFloor, func() (sample, error) { return b.floorBurnDown(relays, b.floorLockWorker) }},
 			}); err != nil {
+				return err
+			}
+			if err := b.keyedBurnDown(run, relays); err != nil {
 				return err
 			}
 		}
@@ -420,8 +426,8 @@ const (
 // continuousSteps are the systems of the continuous run.
 func (b *bencher) continuousSteps() []step {
 	steps := []step{
-		{sysPgoutbox, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim) }},
-		{sysLock, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock) }},
+		{sysPgoutbox, func() (sample, error) { return b.continuousPgoutbox(relay.ModeClaim, false) }},
+		{sysLock, func() (sample, error) { return b.continuousPgoutbox(relay.ModeLock, false) }},
 		{sysRiver, b.riverContinuous},
 	}
 	if b.pgq.available() {
@@ -437,15 +443,23 @@ func (b *bencher) continuous() error {
 		if err := b.runSteps(scContinuous, variantContinuous, fmt.Sprintf("continuous run %d", run+1), b.continuousSteps()); err != nil {
 			return err
 		}
+		if b.o.keyed {
+			if err := b.runSteps(scContinuous, b.r.keyedContinuousVariant(), fmt.Sprintf("continuous run %d, keyed", run+1), b.continuousKeyedSteps()); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
 // continuousPgoutbox runs two relays of the given mode, woken by NOTIFY,
-// while four producers enqueue batches of 100, in one window.
-func (b *bencher) continuousPgoutbox(mode relay.Mode) (sample, error) {
+// while four producers enqueue batches of 100, in one window. Keyed, every
+// message has an ordering key (see producerKey) and the handler checks that
+// each key's messages come one at a time, in order.
+func (b *bencher) continuousPgoutbox(mode relay.Mode, keyed bool) (sample, error) {
 	var s sample
 	lat := newLatencies()
+	check := benchkit.NewOrderCheck()
 	ev, err := b.window(func() error {
 		store := outbox.NewPostgresStore(b.h.Pool)
 		var handled, enqueued atomic.Int64
@@ -460,6 +474,8 @@ func (b *bencher) continuousPgoutbox(mode relay.Mode) (sample, error) {
 			r, err := relay.New(store, relay.Config{
 				Lane: lane, Target: target, Concurrency: b.o.concurrency, Wakeups: notifier, ConsumerID: fmt.Sprint("c", i), Mode: mode,
 				Handler: func(_ context.Context, m outbox.Message) error {
+					check.Start(m)
+					defer check.Done(m)
 					id, _ := strconv.ParseInt(m.ID, 10, 64)
 					lat.handled(id)
 					handled.Add(1)
@@ -486,7 +502,12 @@ func (b *bencher) continuousPgoutbox(mode relay.Mode) (sample, error) {
 				for i := range drafts {
 					drafts[i] = outbox.Draft{Lane: lane, Target: target, Payload: payload(p*produceBatch + i)}
 				}
-				for prodCtx.Err() == nil {
+				for batch := 0; prodCtx.Err() == nil; batch++ {
+					if keyed {
+						for i := range drafts {
+							drafts[i].OrderingKey = producerKey(b.o.keys, p, batch*produceBatch+i)
+						}
+					}
 					res, err := store.EnqueueMany(b.ctx, drafts)
 					if err != nil {
 						errs <- err
@@ -511,7 +532,7 @@ func (b *bencher) continuousPgoutbox(mode relay.Mode) (sample, error) {
 			return err
 		default:
 		}
-		return nil
+		return check.Err()
 	}, table)
 	if err != nil {
 		return sample{}, err

@@ -86,7 +86,7 @@ func parsePlans(log []byte) []Plan {
 	)
 	flush := func() {
 		if cur != nil {
-			cur.Text = strings.TrimRight(buf.String(), "\n")
+			cur.Text = WithoutQueryText(strings.TrimRight(buf.String(), "\n"))
 			out = append(out, *cur)
 			cur = nil
 			buf.Reset()
@@ -115,4 +115,22 @@ func parsePlans(log []byte) []Plan {
 	}
 	flush()
 	return out
+}
+
+// WithoutQueryText drops the query text auto_explain puts before a plan
+// ("Query Text: ..." and the statement's lines): the plan starts at its
+// first node, the first line with a cost. A statement of a hundred lines
+// would otherwise fill an excerpt of the plan with SQL. Text without a
+// cost line (costs off) is returned as is.
+func WithoutQueryText(text string) string {
+	lines := strings.Split(text, "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "  (cost=") {
+			if i > 0 && !strings.HasPrefix(strings.TrimSpace(lines[0]), "Query Text:") {
+				return text // not auto_explain's layout: leave it alone
+			}
+			return strings.Join(lines[i:], "\n")
+		}
+	}
+	return text
 }

@@ -154,22 +154,30 @@ func (h *Harness) BurnDown(ctx context.Context, total, relays, concurrency int, 
 		return Result{}, err
 	}
 	fmt.Fprintf(h.Progress, "  burn-down: enqueueing %d messages\n", total)
-	fill, err := h.Begin(ctx)
+	return h.burnDown(ctx, store, total, relays, concurrency, mode, func() error { return Fill(ctx, store, total) })
+}
+
+// burnDown runs fill in a window, then drains the total messages it
+// enqueued into store in another (see BurnDown). Keyed messages are checked
+// for order as they are handled.
+func (h *Harness) burnDown(ctx context.Context, store *outbox.PostgresStore, total, relays, concurrency int, mode relay.Mode, fill func() error) (Result, error) {
+	win, err := h.Begin(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	if err := Fill(ctx, store, total); err != nil {
+	if err := fill(); err != nil {
 		return Result{}, err
 	}
-	filled, err := fill.End(ctx)
+	filled, err := win.End(ctx)
 	if err != nil {
 		return Result{}, err
 	}
-	win, err := h.Begin(ctx, "pgoutbox_message")
-	if err != nil {
+	if win, err = h.Begin(ctx, "pgoutbox_message"); err != nil {
 		return Result{}, err
 	}
-	res, err = Drain(ctx, store, total, relays, concurrency, mode, h.Progress)
+	res, err := DrainUntil(ctx, store, DrainConfig{
+		Total: total, Relays: relays, Concurrency: concurrency, Mode: mode, Check: NewOrderCheck(), Progress: h.Progress,
+	})
 	if err != nil {
 		return Result{}, err
 	}
@@ -186,15 +194,28 @@ func (h *Harness) BurnDown(ctx context.Context, total, relays, concurrency int, 
 // given concurrency and mode and a no-op handler. It measures no window:
 // callers wrap it in one.
 func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, concurrency int, mode relay.Mode, progress io.Writer) (Result, error) {
-	var handled atomic.Int64
-	all := make(chan struct{})
-	handler := func(context.Context, outbox.Message) error {
-		if handled.Add(1) == int64(total) {
-			close(all)
+	return drain(ctx, store, DrainConfig{Total: total, Relays: relays, Concurrency: concurrency, Mode: mode, Progress: progress})
+}
+
+func drain(ctx context.Context, store *outbox.PostgresStore, cfg DrainConfig) (Result, error) {
+	total, relays, concurrency, mode, check := cfg.Total, cfg.Relays, cfg.Concurrency, cfg.Mode, cfg.Check
+	if cfg.Progress == nil {
+		cfg.Progress = io.Discard
+	}
+	var handled, all atomic.Int64
+	done := make(chan struct{})
+	handler := func(_ context.Context, m outbox.Message) error {
+		if check != nil {
+			check.Start(m)
+			defer check.Done(m)
+		}
+		all.Add(1)
+		if (cfg.Counts == nil || cfg.Counts(m)) && handled.Add(1) == int64(total) {
+			close(done)
 		}
 		return nil
 	}
-	stop := Progress(progress, fmt.Sprintf("burn-down %d relays x %d", relays, concurrency), &handled)
+	stop := Progress(cfg.Progress, fmt.Sprintf("burn-down %d relays x %d", relays, concurrency), &handled)
 	defer stop()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -212,7 +233,7 @@ func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, conc
 		go func() { defer wg.Done(); _ = r.Run(runCtx) }()
 	}
 	select {
-	case <-all:
+	case <-done:
 	case <-ctx.Done():
 		cancel()
 		wg.Wait()
@@ -234,7 +255,7 @@ func Drain(ctx context.Context, store *outbox.PostgresStore, total, relays, conc
 	}
 	return Result{
 		Scenario: "burn-down", Variant: variant,
-		Messages: int64(total), Elapsed: elapsed, PerSec: Rate(int64(total), elapsed),
+		Messages: int64(total), Elapsed: elapsed, PerSec: Rate(int64(total), elapsed), Delivered: all.Load(),
 	}, nil
 }
 
