@@ -128,7 +128,7 @@ func (c *claimLoop) claim(n int) (msgs []outbox.Message, ackedKeyed bool, err er
 		return nil, false, err
 	}
 	c.done.count(acked)
-	c.metrics.batch.Record(claimCtx, int64(len(msgs)), c.metrics.attrs)
+	c.metrics.batch.Record(claimCtx, int64(len(msgs)), c.metrics.recordOpts...)
 	c.metrics.add(claimCtx, c.metrics.claimed, len(msgs))
 	return msgs, acks.ackedKeyed(acked), nil
 }

@@ -56,11 +56,11 @@ func (x *executor) run(ctx context.Context, m outbox.Message) result {
 			attribute.Int("pgoutbox.attempt", m.AttemptCount),
 		))
 	defer span.End()
-	x.metrics.inflight.Add(ctx, 1, x.metrics.attrs)
+	x.metrics.inflight.Add(ctx, 1, x.metrics.addOpts...)
 	started := time.Now()
 	err := x.call(ctx, m)
-	x.metrics.duration.Record(ctx, time.Since(started).Seconds(), x.metrics.attrs)
-	x.metrics.inflight.Add(ctx, -1, x.metrics.attrs)
+	x.metrics.duration.Record(ctx, time.Since(started).Seconds(), x.metrics.recordOpts...)
+	x.metrics.inflight.Add(ctx, -1, x.metrics.addOpts...)
 	if err == nil {
 		return result{}
 	}
