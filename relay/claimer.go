@@ -190,9 +190,12 @@ func (c *claimLoop) start(m outbox.Message) {
 	d := &delivery{msg: m, cancel: cancel, renewed: time.Now()}
 	c.flight.add(d)
 	c.handlers.Add(1)
+	// The goroutine reads the message from d, not m: capturing m would move
+	// a second copy of it to the heap.
 	go func() {
 		defer c.handlers.Done()
-		res := c.exec.run(hctx, m)
+		m := &d.msg
+		res := c.exec.run(hctx, *m)
 		lost := c.flight.remove(d)
 		switch {
 		case lost:
@@ -200,13 +203,13 @@ func (c *claimLoop) start(m outbox.Message) {
 			// did, the message is theirs now.
 			c.metrics.add(c.base, c.metrics.lost, 1)
 		case res.err == nil:
-			c.done.ack(m)
+			c.done.ack(*m)
 		case c.work.Err() != nil:
 			// Abandoned at the end of the drain: leave it to lease expiry.
 		case res.permanent:
-			c.done.deadLetter(m, res.err)
+			c.done.deadLetter(*m, res.err)
 		default:
-			c.done.nack(m, res)
+			c.done.nack(*m, res)
 		}
 	}()
 }
