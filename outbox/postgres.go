@@ -517,11 +517,35 @@ func parseToken(s string) (pgtype.UUID, bool) {
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
 		return pgtype.UUID{}, false
 	}
-	var u pgtype.UUID
-	if err := u.Scan(s); err != nil {
-		return pgtype.UUID{}, false
+	// Decoded here rather than with pgtype.UUID.Scan, which builds the
+	// dashless string and decodes it into a fresh slice: two allocations
+	// for every receipt of every ack. Hex digits of either case, as there.
+	u := pgtype.UUID{Valid: true}
+	for i, j := 0, 0; i < len(s); j++ {
+		if i == 8 || i == 13 || i == 18 || i == 23 { // the dashes, checked above
+			i++
+		}
+		hi, okHi := hexDigit(s[i])
+		lo, okLo := hexDigit(s[i+1])
+		if !okHi || !okLo {
+			return pgtype.UUID{}, false
+		}
+		u.Bytes[j] = hi<<4 | lo
+		i += 2
 	}
 	return u, true
+}
+
+func hexDigit(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	case 'A' <= c && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 func toMessage(r db.PgoutboxMessage) Message {
