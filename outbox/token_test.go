@@ -4,6 +4,9 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/pgoutbox/pgoutbox/db"
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
 )
 
 // parseToken decodes by hand what pgtype.UUID.Scan decodes with two
@@ -27,4 +30,38 @@ func FuzzParseTokenAgreesWithPgtype(f *testing.F) {
 			t.Errorf("parseToken(%q) = %v, %v; pgtype: %v, %v (%v)", s, got, ok, want, wantOK, err)
 		}
 	})
+}
+
+// A claim formats its messages' ids and tokens into one string and cuts it;
+// each must read as msgid.Format and pgtype.UUID.String would have written it.
+func TestClaimTextCutsWhatFormatWrites(t *testing.T) {
+	tok := func(b byte) pgtype.UUID {
+		var u pgtype.UUID
+		for i := range u.Bytes {
+			u.Bytes[i] = b + byte(i)*17
+		}
+		u.Valid = true
+		return u
+	}
+	rows := []db.MessageClaimRow{
+		{ID: 7, Status: string(StatusClaimed), ClaimToken: tok(0)},
+		{ID: 12345, Status: string(StatusDelivered), ClaimToken: tok(1)},
+		{ID: 9223372036854775807, Status: string(StatusClaimed), ClaimToken: tok(0xf0)},
+		{ID: 100, Status: string(StatusClaimed)},
+		{ID: 4242, Status: string(StatusClaimed), ClaimToken: tok(9)},
+	}
+	text := claimText(rows)
+	for _, row := range rows {
+		if Status(row.Status) != StatusClaimed {
+			continue
+		}
+		var id, token string
+		id, token, text = cutClaimText(text, row.ID, row.ClaimToken)
+		if id != msgid.Format(row.ID) || token != row.ClaimToken.String() {
+			t.Errorf("row %d: got %q %q, want %q %q", row.ID, id, token, msgid.Format(row.ID), row.ClaimToken.String())
+		}
+	}
+	if text != "" {
+		t.Errorf("%q left over", text)
+	}
 }
