@@ -3,9 +3,11 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgoutbox/pgoutbox/db"
 )
@@ -18,6 +20,9 @@ import (
 // payload, on the claim's path. As bytes, pgx copies the text once, and the
 // message gets the same bytes; the server only ever returns valid JSON from
 // these columns, and SQL NULL still gives a nil slice.
+//
+// Its rows also reuse the string of a text column whose value repeats the
+// previous row's (see internedText).
 type rawJSON struct{ conn db.DBTX }
 
 func (r rawJSON) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
@@ -29,16 +34,41 @@ func (r rawJSON) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	if err != nil {
 		return nil, err
 	}
-	return rawJSONRows{rows}, nil
+	return &rawJSONRows{Rows: rows}, nil
 }
 
 func (r rawJSON) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
 	return rawJSONRow{r.conn.QueryRow(ctx, sql, args...)}
 }
 
-type rawJSONRows struct{ pgx.Rows }
+type rawJSONRows struct {
+	pgx.Rows
+	text []internedText // by column; nil until the first Scan
+}
 
-func (r rawJSONRows) Scan(dest ...any) error { return r.Rows.Scan(asBytes(dest)...) }
+func (r *rawJSONRows) Scan(dest ...any) error {
+	dest = asBytes(dest)
+	if r.text == nil {
+		r.text = make([]internedText, len(dest))
+	}
+	fields := r.FieldDescriptions()
+	if len(fields) == len(dest) {
+		for i, d := range dest {
+			if fields[i].DataTypeOID != pgtype.TextOID {
+				continue
+			}
+			switch p := d.(type) {
+			case *string:
+				r.text[i].dst, r.text[i].nullable = p, nil
+				dest[i] = &r.text[i]
+			case **string:
+				r.text[i].dst, r.text[i].nullable = nil, p
+				dest[i] = &r.text[i]
+			}
+		}
+	}
+	return r.Rows.Scan(dest...)
+}
 
 type rawJSONRow struct{ row pgx.Row }
 
@@ -53,4 +83,44 @@ func asBytes(dest []any) []any {
 		}
 	}
 	return dest
+}
+
+// internedText scans a text column into a *string or a *string that may be
+// nil (SQL NULL), as pgx would, except that a value equal to the previous
+// row's reuses its string, and for a **string its pointer, instead of
+// allocating them again: the lane, target, status and consumer of a claim's
+// rows repeat on every row. Strings are immutable and nothing writes through
+// the pointers the generated rows hold, so rows sharing them cannot tell.
+type internedText struct {
+	dst      *string  // set for a *string destination
+	nullable **string // set for a **string destination
+	last     string   // the previous row's value, when seen
+	seen     bool
+	lastPtr  *string // &last's copy, made for the first **string that needs it
+}
+
+var errNullText = errors.New("cannot scan NULL into *string")
+
+// ScanBytes implements pgtype.BytesScanner; b is valid only during the call.
+func (t *internedText) ScanBytes(b []byte) error {
+	if b == nil {
+		if t.nullable == nil {
+			return errNullText
+		}
+		*t.nullable = nil
+		return nil
+	}
+	if !t.seen || t.last != string(b) {
+		t.last, t.seen, t.lastPtr = string(b), true, nil
+	}
+	if t.nullable == nil {
+		*t.dst = t.last
+		return nil
+	}
+	if t.lastPtr == nil {
+		s := t.last
+		t.lastPtr = &s
+	}
+	*t.nullable = t.lastPtr
+	return nil
 }

@@ -1,0 +1,77 @@
+package outbox
+
+import (
+	"encoding/json"
+	"os"
+	"reflect"
+	"testing"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgoutbox/pgoutbox/db"
+)
+
+type scannedRow struct {
+	A string
+	B *string
+	J json.RawMessage
+}
+
+func scanAll(t *testing.T, conn db.DBTX, sql string) []scannedRow {
+	t.Helper()
+	rows, err := conn.Query(t.Context(), sql)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var out []scannedRow
+	for rows.Next() {
+		var r scannedRow
+		if err := rows.Scan(&r.A, &r.B, &r.J); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Rows through rawJSON (claims and locks) scan to the same values as pgx
+// scans them, with text values repeated, changed, NULL and back, and JSON
+// of every kind; NULL into a *string still fails.
+func TestRawJSONScansAsPgxDoes(t *testing.T) {
+	pool, err := pgxpool.New(t.Context(), os.Getenv("DATABASE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	const sql = `SELECT a, b, j FROM (VALUES
+		(1, 'lane'::text, NULL::text, '{"a": [1, "x"]}'::jsonb),
+		(2, 'lane', 'k1', NULL),
+		(3, 'lane', 'k1', 'null'),
+		(4, 'other', 'k2', '"s"'),
+		(5, 'lane', NULL, '[]'),
+		(6, 'lane', 'k2', '{}'),
+		(7, '', '', '1.5')) v(n, a, b, j) ORDER BY n`
+	want, got := scanAll(t, pool, sql), scanAll(t, rawJSON{pool}, sql)
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("through rawJSON:\n%+v\nwith pgx:\n%+v", got, want)
+	}
+	var s string
+	if err := (rawJSON{pool}).QueryRow(t.Context(), "SELECT NULL::text").Scan(&s); err == nil {
+		t.Error("NULL scanned into a *string")
+	}
+	rows, err := (rawJSON{pool}).Query(t.Context(), "SELECT NULL::text")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		t.Fatal(rows.Err())
+	}
+	if err := rows.Scan(&s); err == nil {
+		t.Error("NULL scanned into a *string")
+	}
+}
