@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -44,16 +46,22 @@ func (r rawJSON) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row 
 type rawJSONRows struct {
 	pgx.Rows
 	text []internedText // by column; nil until the first Scan
+	time []internedTime
 }
 
 func (r *rawJSONRows) Scan(dest ...any) error {
 	dest = asBytes(dest)
 	if r.text == nil {
-		r.text = make([]internedText, len(dest))
+		r.text, r.time = make([]internedText, len(dest)), make([]internedTime, len(dest))
 	}
 	fields := r.FieldDescriptions()
 	if len(fields) == len(dest) {
 		for i, d := range dest {
+			if p, ok := d.(**time.Time); ok && fields[i].DataTypeOID == pgtype.TimestamptzOID {
+				r.time[i].dst = p
+				dest[i] = &r.time[i]
+				continue
+			}
 			if fields[i].DataTypeOID != pgtype.TextOID {
 				continue
 			}
@@ -122,5 +130,39 @@ func (t *internedText) ScanBytes(b []byte) error {
 		t.lastPtr = &s
 	}
 	*t.nullable = t.lastPtr
+	return nil
+}
+
+// internedTime scans a timestamptz column into a *time.Time that may be nil
+// (SQL NULL), as pgx would, except that a value identical to the previous
+// row's reuses its pointer instead of allocating another: the lease expiry
+// of a claim's messages is the same instant on every row. Nothing writes
+// through the pointers the generated rows hold.
+type internedTime struct {
+	dst  **time.Time
+	last *time.Time // the previous row's value; nil before the first
+}
+
+// ScanTimestamptz implements pgtype.TimestamptzScanner, with pgx's errors
+// for what a *time.Time cannot hold.
+func (t *internedTime) ScanTimestamptz(v pgtype.Timestamptz) error {
+	if !v.Valid {
+		*t.dst = nil
+		return nil
+	}
+	switch v.InfinityModifier {
+	case pgtype.Finite:
+	case pgtype.Infinity:
+		return errors.New("cannot scan Infinity into *time.Time")
+	case pgtype.NegativeInfinity:
+		return errors.New("cannot scan -Infinity into *time.Time")
+	default:
+		return fmt.Errorf("invalid InfinityModifier: %v", v.InfinityModifier)
+	}
+	if t.last == nil || *t.last != v.Time {
+		at := v.Time
+		t.last = &at
+	}
+	*t.dst = t.last
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -15,6 +16,7 @@ type scannedRow struct {
 	A string
 	B *string
 	J json.RawMessage
+	T *time.Time
 }
 
 func scanAll(t *testing.T, conn db.DBTX, sql string) []scannedRow {
@@ -27,7 +29,7 @@ func scanAll(t *testing.T, conn db.DBTX, sql string) []scannedRow {
 	var out []scannedRow
 	for rows.Next() {
 		var r scannedRow
-		if err := rows.Scan(&r.A, &r.B, &r.J); err != nil {
+		if err := rows.Scan(&r.A, &r.B, &r.J, &r.T); err != nil {
 			t.Fatal(err)
 		}
 		out = append(out, r)
@@ -47,18 +49,31 @@ func TestRawJSONScansAsPgxDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	const sql = `SELECT a, b, j FROM (VALUES
-		(1, 'lane'::text, NULL::text, '{"a": [1, "x"]}'::jsonb),
-		(2, 'lane', 'k1', NULL),
-		(3, 'lane', 'k1', 'null'),
-		(4, 'other', 'k2', '"s"'),
-		(5, 'lane', NULL, '[]'),
-		(6, 'lane', 'k2', '{}'),
-		(7, '', '', '1.5')) v(n, a, b, j) ORDER BY n`
+	const sql = `SELECT a, b, j, t FROM (VALUES
+		(1, 'lane'::text, NULL::text, '{"a": [1, "x"]}'::jsonb, '2026-01-02 03:04:05.123456+00'::timestamptz),
+		(2, 'lane', 'k1', NULL, '2026-01-02 03:04:05.123456+00'),
+		(3, 'lane', 'k1', 'null', NULL),
+		(4, 'other', 'k2', '"s"', '2026-01-02 03:04:05.123457+00'),
+		(5, 'lane', NULL, '[]', '2026-01-02 03:04:05.123457+00'),
+		(6, 'lane', 'k2', '{}', NULL),
+		(7, '', '', '1.5', '1999-12-31 23:59:59+05')) v(n, a, b, j, t) ORDER BY n`
 	want, got := scanAll(t, pool, sql), scanAll(t, rawJSON{pool}, sql)
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("through rawJSON:\n%+v\nwith pgx:\n%+v", got, want)
 	}
+	inf, err := (rawJSON{pool}).Query(t.Context(), "SELECT 'infinity'::timestamptz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer inf.Close()
+	var at *time.Time
+	if !inf.Next() {
+		t.Fatal(inf.Err())
+	}
+	if err := inf.Scan(&at); err == nil {
+		t.Error("infinity scanned into a *time.Time")
+	}
+	inf.Close()
 	var s string
 	if err := (rawJSON{pool}).QueryRow(t.Context(), "SELECT NULL::text").Scan(&s); err == nil {
 		t.Error("NULL scanned into a *string")
