@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgoutbox/pgoutbox/db"
@@ -40,10 +41,10 @@ func scanAll(t *testing.T, conn db.DBTX, sql string) []scannedRow {
 	return out
 }
 
-// Rows through rawJSON (claims and locks) scan to the same values as pgx
+// Rows through claimConn (claims and locks) scan to the same values as pgx
 // scans them, with text values repeated, changed, NULL and back, and JSON
 // of every kind; NULL into a *string still fails.
-func TestRawJSONScansAsPgxDoes(t *testing.T) {
+func TestClaimConnScansAsPgxDoes(t *testing.T) {
 	pool, err := pgxpool.New(t.Context(), os.Getenv("DATABASE_URL"))
 	if err != nil {
 		t.Fatal(err)
@@ -57,11 +58,11 @@ func TestRawJSONScansAsPgxDoes(t *testing.T) {
 		(5, 'lane', NULL, '[]', '2026-01-02 03:04:05.123457+00'),
 		(6, 'lane', 'k2', '{}', NULL),
 		(7, '', '', '1.5', '1999-12-31 23:59:59+05')) v(n, a, b, j, t) ORDER BY n`
-	want, got := scanAll(t, pool, sql), scanAll(t, rawJSON{pool}, sql)
+	want, got := scanAll(t, pool, sql), scanAll(t, claimConn{pool}, sql)
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("through rawJSON:\n%+v\nwith pgx:\n%+v", got, want)
+		t.Errorf("through claimConn:\n%+v\nwith pgx:\n%+v", got, want)
 	}
-	inf, err := (rawJSON{pool}).Query(t.Context(), "SELECT 'infinity'::timestamptz")
+	inf, err := (claimConn{pool}).Query(t.Context(), "SELECT 'infinity'::timestamptz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,10 +76,10 @@ func TestRawJSONScansAsPgxDoes(t *testing.T) {
 	}
 	inf.Close()
 	var s string
-	if err := (rawJSON{pool}).QueryRow(t.Context(), "SELECT NULL::text").Scan(&s); err == nil {
+	if err := (claimConn{pool}).QueryRow(t.Context(), "SELECT NULL::text").Scan(&s); err == nil {
 		t.Error("NULL scanned into a *string")
 	}
-	rows, err := (rawJSON{pool}).Query(t.Context(), "SELECT NULL::text")
+	rows, err := (claimConn{pool}).Query(t.Context(), "SELECT NULL::text")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,5 +89,45 @@ func TestRawJSONScansAsPgxDoes(t *testing.T) {
 	}
 	if err := rows.Scan(&s); err == nil {
 		t.Error("NULL scanned into a *string")
+	}
+}
+
+// The claim's arrays of ack ids and tokens reach the server as pgx sends
+// the slices: the same elements, empty as empty, nil as NULL.
+func TestClaimConnSendsArraysAsPgxDoes(t *testing.T) {
+	pool, err := pgxpool.New(t.Context(), os.Getenv("DATABASE_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	tok, _ := parseToken("0123abcd-ef45-6789-abcd-0123456789ef")
+	for _, c := range []struct {
+		ids    []int64
+		tokens []pgtype.UUID
+	}{
+		{[]int64{1, 300, 1 << 40}, []pgtype.UUID{tok, {}, tok}},
+		{[]int64{}, []pgtype.UUID{}},
+		{nil, nil},
+	} {
+		const sql = "SELECT $1::int8[]::text, $2::uuid[]::text"
+		read := func(conn db.DBTX) (ids, tokens *string) {
+			rows, err := conn.Query(t.Context(), sql, c.ids, c.tokens)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			if !rows.Next() {
+				t.Fatal(rows.Err())
+			}
+			if err := rows.Scan(&ids, &tokens); err != nil {
+				t.Fatal(err)
+			}
+			return ids, tokens
+		}
+		wantIDs, wantTokens := read(pool)
+		gotIDs, gotTokens := read(claimConn{pool})
+		if !reflect.DeepEqual(gotIDs, wantIDs) || !reflect.DeepEqual(gotTokens, wantTokens) {
+			t.Errorf("%v %v: got %v %v, want %v %v", c.ids, c.tokens, deref(gotIDs), deref(gotTokens), deref(wantIDs), deref(wantTokens))
+		}
 	}
 }
