@@ -27,14 +27,25 @@ import (
 //     when it repeats (see internedText, internedTime).
 //   - the arrays of ack ids and tokens are sent element by element through
 //     pointers (see byRef).
-type claimConn struct{ conn db.DBTX }
+type claimConn struct {
+	conn db.DBTX
+	// refArgs: send the ack arrays through pointers (byRef). Only for
+	// statements pgx describes first (freshPlans' QueryExecModeCacheDescribe),
+	// which take their parameter types from the server; in the modes that
+	// take them from the Go types (QueryExecModeExec, as through PgBouncer,
+	// or the simple protocol), pgx knows no type for these arrays.
+	refArgs bool
+}
 
 func (r claimConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
 	return r.conn.Exec(ctx, sql, args...)
 }
 
 func (r claimConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	rows, err := r.conn.Query(ctx, sql, byRef(args)...)
+	if r.refArgs {
+		args = byRef(args)
+	}
+	rows, err := r.conn.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -20,9 +21,9 @@ type scannedRow struct {
 	T *time.Time
 }
 
-func scanAll(t *testing.T, conn db.DBTX, sql string) []scannedRow {
+func scanAll(t *testing.T, conn db.DBTX, sql string, args ...any) []scannedRow {
 	t.Helper()
-	rows, err := conn.Query(t.Context(), sql)
+	rows, err := conn.Query(t.Context(), sql, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,11 +59,14 @@ func TestClaimConnScansAsPgxDoes(t *testing.T) {
 		(5, 'lane', NULL, '[]', '2026-01-02 03:04:05.123457+00'),
 		(6, 'lane', 'k2', '{}', NULL),
 		(7, '', '', '1.5', '1999-12-31 23:59:59+05')) v(n, a, b, j, t) ORDER BY n`
-	want, got := scanAll(t, pool, sql), scanAll(t, claimConn{pool}, sql)
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("through claimConn:\n%+v\nwith pgx:\n%+v", got, want)
+	// Binary results, and text ones (QueryExecModeExec, as through PgBouncer).
+	for _, mode := range []pgx.QueryExecMode{pgx.QueryExecModeCacheDescribe, pgx.QueryExecModeExec} {
+		want, got := scanAll(t, pool, sql, mode), scanAll(t, claimConn{conn: pool}, sql, mode)
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("%v through claimConn:\n%+v\nwith pgx:\n%+v", mode, got, want)
+		}
 	}
-	inf, err := (claimConn{pool}).Query(t.Context(), "SELECT 'infinity'::timestamptz")
+	inf, err := (claimConn{conn: pool}).Query(t.Context(), "SELECT 'infinity'::timestamptz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,10 +80,10 @@ func TestClaimConnScansAsPgxDoes(t *testing.T) {
 	}
 	inf.Close()
 	var s string
-	if err := (claimConn{pool}).QueryRow(t.Context(), "SELECT NULL::text").Scan(&s); err == nil {
+	if err := (claimConn{conn: pool}).QueryRow(t.Context(), "SELECT NULL::text").Scan(&s); err == nil {
 		t.Error("NULL scanned into a *string")
 	}
-	rows, err := (claimConn{pool}).Query(t.Context(), "SELECT NULL::text")
+	rows, err := (claimConn{conn: pool}).Query(t.Context(), "SELECT NULL::text")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +129,7 @@ func TestClaimConnSendsArraysAsPgxDoes(t *testing.T) {
 			return ids, tokens
 		}
 		wantIDs, wantTokens := read(pool)
-		gotIDs, gotTokens := read(claimConn{pool})
+		gotIDs, gotTokens := read(claimConn{conn: freshPlans{pool}, refArgs: true})
 		if !reflect.DeepEqual(gotIDs, wantIDs) || !reflect.DeepEqual(gotTokens, wantTokens) {
 			t.Errorf("%v %v: got %v %v, want %v %v", c.ids, c.tokens, deref(gotIDs), deref(gotTokens), deref(wantIDs), deref(wantTokens))
 		}

@@ -74,9 +74,9 @@ const freshPlanMinLimit = 64
 // They run through claimConn, which spares pgx allocations per message.
 func (s *PostgresStore) plannedFor(limit int) *db.Queries {
 	if limit >= freshPlanMinLimit {
-		return db.New(claimConn{freshPlans{s.conn}})
+		return db.New(claimConn{conn: freshPlans{s.conn}, refArgs: true})
 	}
-	return db.New(claimConn{generational{conn: s.conn, gen: s.cfg.plans.gen.Load()}})
+	return db.New(claimConn{conn: generational{conn: s.conn, gen: s.cfg.plans.gen.Load()}})
 }
 
 // Small claims and locks keep prepared plans, and so keep the risk above: a
