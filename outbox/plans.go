@@ -71,11 +71,12 @@ func queries(conn db.DBTX) *db.Queries { return db.New(freshPlans{conn}) }
 const freshPlanMinLimit = 64
 
 // plannedFor returns the accessors for a claim or lock of limit messages.
+// They run through claimConn, which spares pgx allocations per message.
 func (s *PostgresStore) plannedFor(limit int) *db.Queries {
 	if limit >= freshPlanMinLimit {
-		return s.qf
+		return db.New(claimConn{conn: freshPlans{s.conn}, refArgs: true})
 	}
-	return db.New(generational{conn: s.conn, gen: s.cfg.plans.gen.Load()})
+	return db.New(claimConn{conn: generational{conn: s.conn, gen: s.cfg.plans.gen.Load()}})
 }
 
 // Small claims and locks keep prepared plans, and so keep the risk above: a

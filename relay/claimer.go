@@ -141,7 +141,7 @@ func (c *claimLoop) claim(n int) (msgs []outbox.Message, ackedKeyed bool, err er
 		return nil, false, err
 	}
 	c.done.count(acked)
-	c.metrics.batch.Record(claimCtx, int64(len(msgs)), c.metrics.attrs)
+	c.metrics.batch.Record(claimCtx, int64(len(msgs)), c.metrics.recordOpts...)
 	c.metrics.add(claimCtx, c.metrics.claimed, len(msgs))
 	return msgs, acks.ackedKeyed(acked), nil
 }
@@ -223,9 +223,12 @@ func (c *claimLoop) start(m outbox.Message) {
 	d := &delivery{msg: m, cancel: cancel, renewed: time.Now()}
 	c.flight.add(d)
 	c.handlers.Add(1)
+	// The goroutine reads the message from d, not m: capturing m would move
+	// a second copy of it to the heap.
 	go func() {
 		defer c.handlers.Done()
-		res := c.exec.run(hctx, m)
+		m := &d.msg
+		res := c.exec.run(hctx, *m)
 		lost := c.flight.remove(d)
 		switch {
 		case lost:
@@ -233,13 +236,13 @@ func (c *claimLoop) start(m outbox.Message) {
 			// did, the message is theirs now.
 			c.metrics.add(c.base, c.metrics.lost, 1)
 		case res.err == nil:
-			c.done.ack(m)
+			c.done.ack(*m)
 		case c.work.Err() != nil:
 			// Abandoned at the end of the drain: leave it to lease expiry.
 		case res.permanent:
-			c.done.deadLetter(m, res.err)
+			c.done.deadLetter(*m, res.err)
 		default:
-			c.done.nack(m, res)
+			c.done.nack(*m, res)
 		}
 	}()
 }

@@ -25,6 +25,25 @@ type executor struct {
 	propagator propagation.TextMapPropagator
 	metrics    *metrics
 	logger     *slog.Logger
+	// kind is trace.WithSpanKind(trace.SpanKindConsumer), boxed once:
+	// WithSpanKind boxes its value into the option interface on every call.
+	kind trace.SpanStartOption
+}
+
+func newExecutor(handler Handler, backoff Backoff, tracer trace.Tracer, propagator propagation.TextMapPropagator,
+	m *metrics, logger *slog.Logger,
+) *executor {
+	return &executor{handler: handler, backoff: backoff, tracer: tracer, propagator: propagator, metrics: m,
+		logger: logger, kind: trace.WithSpanKind(trace.SpanKindConsumer)}
+}
+
+// spanStart holds a delivery span's attributes and start options in one
+// allocation; built in place, they took three (the attributes, the option
+// list, the kind). The tracer may keep the attributes: they stay valid, as
+// nothing writes to them after Start.
+type spanStart struct {
+	attrs [4]attribute.KeyValue
+	opts  [2]trace.SpanStartOption
 }
 
 // result is what a delivery came to.
@@ -48,19 +67,20 @@ func (x *executor) run(ctx context.Context, m outbox.Message) result {
 	if len(m.Headers) > 0 {
 		ctx = x.propagator.Extract(ctx, propagation.MapCarrier(m.Headers))
 	}
-	ctx, span := x.tracer.Start(ctx, "pgoutbox.deliver", trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(
-			attribute.String("pgoutbox.message.id", m.ID),
-			attribute.String("pgoutbox.lane", m.Lane),
-			attribute.String("pgoutbox.target", m.Target),
-			attribute.Int("pgoutbox.attempt", m.AttemptCount),
-		))
+	st := &spanStart{attrs: [4]attribute.KeyValue{
+		attribute.String("pgoutbox.message.id", m.ID),
+		attribute.String("pgoutbox.lane", m.Lane),
+		attribute.String("pgoutbox.target", m.Target),
+		attribute.Int("pgoutbox.attempt", m.AttemptCount),
+	}}
+	st.opts = [2]trace.SpanStartOption{x.kind, trace.WithAttributes(st.attrs[:]...)}
+	ctx, span := x.tracer.Start(ctx, "pgoutbox.deliver", st.opts[:]...)
 	defer span.End()
-	x.metrics.inflight.Add(ctx, 1, x.metrics.attrs)
+	x.metrics.inflight.Add(ctx, 1, x.metrics.addOpts...)
 	started := time.Now()
 	err := x.call(ctx, m)
-	x.metrics.duration.Record(ctx, time.Since(started).Seconds(), x.metrics.attrs)
-	x.metrics.inflight.Add(ctx, -1, x.metrics.attrs)
+	x.metrics.duration.Record(ctx, time.Since(started).Seconds(), x.metrics.recordOpts...)
+	x.metrics.inflight.Add(ctx, -1, x.metrics.addOpts...)
 	if err == nil {
 		return result{}
 	}

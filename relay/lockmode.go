@@ -53,7 +53,7 @@ func (l *lockLoop) run(ctx context.Context) {
 		}
 		failures = 0
 		msgs := batch.Messages()
-		l.metrics.batch.Record(ctx, int64(len(msgs)), l.metrics.attrs)
+		l.metrics.batch.Record(ctx, int64(len(msgs)), l.metrics.recordOpts...)
 		wasIdle := idle
 		idle = len(msgs) == 0
 		if len(msgs) == 0 {

@@ -14,7 +14,12 @@ type metrics struct {
 	duration                                   metric.Float64Histogram
 	inflight                                   metric.Int64UpDownCounter
 	batch                                      metric.Int64Histogram
-	attrs                                      metric.MeasurementOption
+	// The lane and target attributes as the option lists of Add and
+	// Record, built once: a variadic call with a single option builds its
+	// slice on the heap (the instruments are interfaces), and the relay
+	// records three measurements per message.
+	addOpts    []metric.AddOption
+	recordOpts []metric.RecordOption
 }
 
 const meterName = "github.com/pgoutbox/pgoutbox/relay"
@@ -53,13 +58,14 @@ func newMetrics(mp metric.MeterProvider, lane, target string) (*metrics, error) 
 		metric.WithDescription("Messages returned by one claim."), metric.WithUnit("{message}")); err != nil {
 		return nil, err
 	}
-	x.attrs = metric.WithAttributeSet(attribute.NewSet(
+	attrs := metric.WithAttributeSet(attribute.NewSet(
 		attribute.String("pgoutbox.lane", lane), attribute.String("pgoutbox.target", target)))
+	x.addOpts, x.recordOpts = []metric.AddOption{attrs}, []metric.RecordOption{attrs}
 	return &x, nil
 }
 
 func (x *metrics) add(ctx context.Context, c metric.Int64Counter, n int) {
 	if n > 0 {
-		c.Add(ctx, int64(n), x.attrs)
+		c.Add(ctx, int64(n), x.addOpts...)
 	}
 }

@@ -81,8 +81,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 	w := newWaiter(wake, r.cfg.PollInterval)
 	defer w.stop()
-	exec := &executor{handler: r.cfg.Handler, backoff: r.cfg.Backoff, tracer: r.tracer, propagator: r.cfg.Propagator,
-		metrics: r.metrics, logger: r.cfg.Logger}
+	exec := newExecutor(r.cfg.Handler, r.cfg.Backoff, r.tracer, r.cfg.Propagator, r.metrics, r.cfg.Logger)
 	var handlers sync.WaitGroup
 	r.cfg.Logger.InfoContext(ctx, "relay: started", "lane", r.cfg.Lane, "target", r.cfg.Target, "mode", r.cfg.Mode,
 		"consumer", r.cfg.ConsumerID, "concurrency", r.cfg.Concurrency, "wakeups", r.cfg.Wakeups != nil)

@@ -12,8 +12,19 @@ func Format(id int64) string { return strconv.FormatInt(id, 10) }
 
 // Parse accepts exactly what Format returns for a positive id.
 func Parse(s string) (int64, bool) {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 || strconv.FormatInt(n, 10) != s {
+	// Only digits, the first not a zero: that is Format's output, and it
+	// rules out the sign and leading zeros ParseInt would take, without
+	// formatting n again to compare (an allocation per receipt acked).
+	if s == "" || s[0] < '1' || s[0] > '9' {
+		return 0, false
+	}
+	for i := 1; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64) // fails on overflow
+	if err != nil {
 		return 0, false
 	}
 	return n, true

@@ -2,6 +2,7 @@ package msgid
 
 import (
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -23,4 +24,20 @@ func TestUnique(t *testing.T) {
 	if want := []string{"5", "3", "x"}; !slices.Equal(got, want) {
 		t.Errorf("got %v, want %v", got, want)
 	}
+}
+
+// Parse is the inverse of Format, and refuses every other string.
+func FuzzParseIsFormatsInverse(f *testing.F) {
+	for _, s := range []string{"1", "42", "007", "+7", "-1", "0", "9223372036854775807", "9223372036854775808", "1_000", " 1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, ok := Parse(s)
+		if ok && (n <= 0 || Format(n) != s) {
+			t.Errorf("Parse(%q) = %d, not its Format", s, n)
+		}
+		if m, err := strconv.ParseInt(s, 10, 64); err == nil && m > 0 && Format(m) == s && (!ok || n != m) {
+			t.Errorf("Parse(%q) = %d, %v; want %d", s, n, ok, m)
+		}
+	})
 }

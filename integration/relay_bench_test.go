@@ -1,0 +1,116 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"runtime"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/pgoutbox/pgoutbox/internal/pgtest"
+	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/relay"
+)
+
+// BenchmarkRelayDrain measures what one relay allocates per delivered
+// message while it drains a backlog at full speed on PostgreSQL, as the
+// memory scenario of `make bench` does (BENCHMARKS.md, memory): claim mode,
+// concurrency 256, notifications off, a no-op handler. The figures hold the
+// relay's allocations, the PostgreSQL store's and pgx's; its twin on the
+// in-memory store, BenchmarkRelayDrainMemstore in ./relay, leaves out the
+// last two.
+//
+// One op is one delivered message: b.N messages are enqueued with the timer
+// stopped, then one relay delivers and acks all of them. allocs/msg and
+// B/msg count every allocation of the process during the drain (runtime
+// MemStats), as the memory scenario does; msg/s is the drain's rate, on the
+// test server (fsync and synchronous_commit off), so compare it only with a
+// run on the same machine at the same time. Give b.N explicitly, so that the
+// backlog is large enough to reach the steady state:
+//
+//	go test -run '^$' -bench RelayDrain -benchtime 20000x -count 3 ./integration
+//
+// For the allocation sites, add -memprofile mem.out and read it with
+// `go tool pprof -sample_index=alloc_objects -top mem.out`.
+func BenchmarkRelayDrain(b *testing.B) {
+	d := pgtest.NewDB(b)
+	ctx := b.Context()
+	store := outbox.NewPostgresStore(d.Pool, outbox.WithNotify(false))
+	const batch = 1000
+	drafts := make([]outbox.Draft, 0, batch)
+	for i := range b.N {
+		drafts = append(drafts, outbox.Draft{Lane: "bench", Target: "drain",
+			Payload: json.RawMessage(`{"order_id":` + strconv.Itoa(i) + `,"event":"order_placed","total_cents":4200}`)})
+		if len(drafts) == batch || i == b.N-1 {
+			if _, err := store.EnqueueMany(ctx, drafts); err != nil {
+				b.Fatal(err)
+			}
+			drafts = drafts[:0]
+		}
+	}
+	if _, err := d.Pool.Exec(ctx, "VACUUM ANALYZE pgoutbox_message"); err != nil {
+		b.Fatal(err)
+	}
+	drainBench(b, store, b.N)
+	left, err := store.List(ctx, outbox.ListFilter{Status: outbox.StatusPending, Limit: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	claimed, err := store.List(ctx, outbox.ListFilter{Status: outbox.StatusClaimed, Limit: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if len(left)+len(claimed) > 0 {
+		b.Fatalf("drain: messages left pending (%d) or claimed (%d) after the relay returned", len(left), len(claimed))
+	}
+}
+
+// drainBench has one relay (claim mode, concurrency 256, a no-op handler)
+// deliver total messages already in store, timed from its start until Run
+// has returned (every ack flushed), and reports allocations, bytes and
+// messages per second.
+func drainBench(b *testing.B, store relay.Store, total int) {
+	b.Helper()
+	var handled atomic.Int64
+	all := make(chan struct{})
+	r, err := relay.New(store, relay.Config{
+		Lane: "bench", Target: "drain", Concurrency: 256, ConsumerID: "bench", PollInterval: 50 * time.Millisecond,
+		Handler: func(context.Context, outbox.Message) error {
+			if handled.Add(1) == int64(total) {
+				close(all)
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(b.Context())
+	defer cancel()
+	ran := make(chan error, 1)
+	var before, after runtime.MemStats
+	b.ReportAllocs()
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	start := time.Now()
+	go func() { ran <- r.Run(runCtx) }()
+	select {
+	case <-all:
+	case <-time.After(10 * time.Minute):
+		b.Fatalf("drain: %d of %d messages delivered after 10 minutes", handled.Load(), total)
+	}
+	cancel()
+	if err := <-ran; err != nil {
+		b.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	n := float64(total)
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, "allocs/msg")
+	b.ReportMetric(float64(after.TotalAlloc-before.TotalAlloc)/n, "B/msg")
+	b.ReportMetric(n/elapsed.Seconds(), "msg/s")
+}
