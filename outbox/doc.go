@@ -35,6 +35,22 @@
 // Stats and Get. Package relay runs consumers on top of them; package
 // memstore is the same store in memory for unit tests.
 //
+// # Ordering
+//
+// Messages with the same Draft.OrderingKey in one scope, lane and target are
+// handed out one at a time, in enqueue (id) order: the key's head, its
+// oldest message that is pending, claimed, or a dead letter not released
+// (Message.HoldsOrderingKey), must be acked before the next is claimed. A
+// nacked head keeps the key until it succeeds or dies; a dead-lettered head
+// holds it until it is redriven or the key is released
+// (PostgresStore.ReleaseOrderingKey, or WithSkipDeadLetters). A keyed
+// Enqueue takes a transaction-scoped advisory lock on its key, so a later
+// message of a key never commits before an earlier one; a caller taking its
+// own locks in another order can deadlock (SQLSTATE 40P01). Unkeyed messages
+// and other keys are never held back by a key, and a claim visits keys
+// round robin. Delivery stays at least once. The README's "Ordering" section
+// has the whole contract and the rolling-deploy steps.
+//
 // # Errors
 //
 // Every invalid input fails before anything is written, with an error that
