@@ -56,19 +56,17 @@ SET status = 'delivered',
     claim_token = NULL,
     lease_expires_at = NULL,
     updated_at = coalesce($1::timestamptz, statement_timestamp())
-FROM (SELECT unnest($2::bigint[]) AS id, unnest($4::uuid[]) AS token) a
 WHERE m.id = ANY($2::bigint[])
-  AND m.id = a.id
-  AND m.claim_token = a.token
-  AND m.scope = $3::text
-RETURNING m.id, a.token::uuid AS claim_token
+  AND m.claim_token = ANY($3::uuid[])
+  AND m.scope = $4::text
+RETURNING m.id, (SELECT o.claim_token FROM pgoutbox_message o WHERE o.id = m.id)::uuid AS claim_token
 `
 
 type MessageAckManyParams struct {
 	Now         *time.Time
 	IDs         []int64
-	Scope       string
 	ClaimTokens []pgtype.UUID
+	Scope       string
 }
 
 type MessageAckManyRow struct {
@@ -82,16 +80,21 @@ type MessageAckManyRow struct {
 // current one. Only claimed rows have a token (pgoutbox_message_claim_check),
 // so the token test stands for status = 'claimed' without letting the
 // planner prefer the lease index (which holds every claim since the last
-// VACUUM) over primary-key lookups: id = ANY keeps the scan on the primary
-// key, and its ascending order means two relays acking overlapping batches
-// (possible only after lost claims) lock in the same order and cannot
-// deadlock.
+// VACUUM) over primary-key lookups.
+//
+// The pairs drive the update: each one probes the primary key for its row,
+// so a batch of n pairs costs n probes. (Matching rows found by id = ANY
+// against the pairs instead compares every row with every pair: the planner
+// runs that as a nested loop, n squared comparisons, which halved claim
+// mode's throughput at batches of 256.) The pairs come sorted by id, so two
+// relays acking overlapping batches (possible only after lost claims) lock
+// in the same order and cannot deadlock.
 func (q *Queries) MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error) {
 	rows, err := q.db.Query(ctx, messageAckMany,
 		arg.Now,
 		arg.IDs,
-		arg.Scope,
 		arg.ClaimTokens,
+		arg.Scope,
 	)
 	if err != nil {
 		return nil, err
@@ -117,21 +120,17 @@ WITH RECURSIVE clock AS (
            coalesce($1::timestamptz, statement_timestamp())
                + $2::bigint * interval '1 microsecond' AS lease_until
 ),
-acks AS (
-    -- Set-returning functions in one select list advance in lockstep.
-    SELECT unnest($3::bigint[]) AS id, unnest($4::uuid[]) AS token
-),
 expired AS (
     SELECT m.id AS candidate_id,
            m.available_at AS candidate_available_at,
            (m.attempt_count >= m.max_attempts) AS exhausted
     FROM pgoutbox_message m
-    WHERE m.scope = $5::text
-      AND m.lane = $6::text
-      AND m.target = $7::text
+    WHERE m.scope = $3::text
+      AND m.lane = $4::text
+      AND m.target = $5::text
       AND m.status = 'claimed'
       AND m.lease_expires_at <= (SELECT k.now FROM clock k)
-      AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.id = m.id AND a.token = m.claim_token)
+      AND NOT (m.id = ANY($6::bigint[]) AND m.claim_token = ANY($7::uuid[]))
     ORDER BY m.available_at, m.id
     LIMIT $8::integer
     FOR UPDATE SKIP LOCKED
@@ -140,9 +139,9 @@ due AS (
     SELECT m.id AS candidate_id,
            m.available_at AS candidate_available_at
     FROM pgoutbox_message m
-    WHERE m.scope = $5::text
-      AND m.lane = $6::text
-      AND m.target = $7::text
+    WHERE m.scope = $3::text
+      AND m.lane = $4::text
+      AND m.target = $5::text
       AND m.status = 'pending'
       AND m.ordering_key IS NULL
       AND m.available_at <= (SELECT k.now FROM clock k)
@@ -158,9 +157,9 @@ due AS (
 heads_after (ordering_key, id, status, available_at) AS (
     (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
-     WHERE m.scope = $5::text
-       AND m.lane = $6::text
-       AND m.target = $7::text
+     WHERE m.scope = $3::text
+       AND m.lane = $4::text
+       AND m.target = $5::text
        AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key > $11::text
      ORDER BY m.ordering_key, m.id
@@ -171,9 +170,9 @@ heads_after (ordering_key, id, status, available_at) AS (
     CROSS JOIN LATERAL (
         SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
-        WHERE m.scope = $5::text
-          AND m.lane = $6::text
-          AND m.target = $7::text
+        WHERE m.scope = $3::text
+          AND m.lane = $4::text
+          AND m.target = $5::text
           AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
         ORDER BY m.ordering_key, m.id
@@ -183,9 +182,9 @@ heads_after (ordering_key, id, status, available_at) AS (
 heads_before (ordering_key, id, status, available_at) AS (
     (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
-     WHERE m.scope = $5::text
-       AND m.lane = $6::text
-       AND m.target = $7::text
+     WHERE m.scope = $3::text
+       AND m.lane = $4::text
+       AND m.target = $5::text
        AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
        AND m.ordering_key <= $11::text
      ORDER BY m.ordering_key, m.id
@@ -196,9 +195,9 @@ heads_before (ordering_key, id, status, available_at) AS (
     CROSS JOIN LATERAL (
         SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
-        WHERE m.scope = $5::text
-          AND m.lane = $6::text
-          AND m.target = $7::text
+        WHERE m.scope = $3::text
+          AND m.lane = $4::text
+          AND m.target = $5::text
           AND pgoutbox_holds_ordering_key(m.status, m.ordering_key, m.ordering_key_released)
           AND m.ordering_key > h.ordering_key
           AND m.ordering_key <= $11::text
@@ -264,15 +263,16 @@ acked AS (
         claim_token = NULL,
         lease_expires_at = NULL,
         updated_at = k.now
-    FROM clock k, acks a
-    WHERE m.id = ANY($3::bigint[])
-      AND m.id = a.id
-      AND m.claim_token = a.token
-      AND m.scope = $5::text
+    FROM clock k
+    WHERE m.id = ANY($6::bigint[])
+      AND m.claim_token = ANY($7::uuid[])
+      AND m.scope = $3::text
     -- claim_token: the token the row was acked with, so the caller knows
     -- which of its receipts held.
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
-              m.attempt_count, m.max_attempts, m.claimed_by, a.token::uuid AS claim_token, m.lease_expires_at,
+              m.attempt_count, m.max_attempts, m.claimed_by,
+              (SELECT o.claim_token FROM pgoutbox_message o WHERE o.id = m.id)::uuid AS claim_token,
+              m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
               m.headers, m.requested_available_at
 ),
@@ -314,11 +314,11 @@ ORDER BY status, available_at, id
 type MessageClaimParams struct {
 	Now              *time.Time
 	LeaseMicros      int64
-	AckIDs           []int64
-	AckTokens        []pgtype.UUID
 	Scope            string
 	Lane             string
 	Target           string
+	AckIDs           []int64
+	AckTokens        []pgtype.UUID
 	Max              int32
 	AfterAvailableAt time.Time
 	AfterID          int64
@@ -388,8 +388,8 @@ type MessageClaimRow struct {
 // A row being acked here is never also a claim candidate: two branches of
 // one statement cannot both update a row (only one update would survive),
 // and a holder whose lease ran out may still ack while nobody has claimed
-// the message since. The ack rows are locked in id order (an index scan of
-// id = ANY). The claim branches almost never wait, but SKIP LOCKED does not
+// the message since. The acks drive their update and are locked in id order,
+// as in MessageAckMany. The claim branches almost never wait, but SKIP LOCKED does not
 // promise it: when a candidate's updater commits at the instant the claim
 // locks it, PostgreSQL follows the row's update chain and waits for the next
 // version's locker, which can close a cycle with another claimer. The loser
@@ -409,11 +409,11 @@ func (q *Queries) MessageClaim(ctx context.Context, arg MessageClaimParams) ([]M
 	rows, err := q.db.Query(ctx, messageClaim,
 		arg.Now,
 		arg.LeaseMicros,
-		arg.AckIDs,
-		arg.AckTokens,
 		arg.Scope,
 		arg.Lane,
 		arg.Target,
+		arg.AckIDs,
+		arg.AckTokens,
 		arg.Max,
 		arg.AfterAvailableAt,
 		arg.AfterID,
@@ -511,18 +511,17 @@ WITH clock AS (
 UPDATE pgoutbox_message m
 SET lease_expires_at = k.lease_until,
     updated_at = k.now
-FROM clock k, (SELECT unnest($1::bigint[]) AS id, unnest($3::uuid[]) AS token) a
+FROM clock k
 WHERE m.id = ANY($1::bigint[])
-  AND m.id = a.id
-  AND m.claim_token = a.token
-  AND m.scope = $2::text
-RETURNING m.id, a.token::uuid AS claim_token
+  AND m.claim_token = ANY($2::uuid[])
+  AND m.scope = $3::text
+RETURNING m.id, m.claim_token::uuid AS claim_token
 `
 
 type MessageExtendLeasesParams struct {
 	IDs         []int64
-	Scope       string
 	ClaimTokens []pgtype.UUID
+	Scope       string
 	Now         *time.Time
 	LeaseMicros int64
 }
@@ -539,8 +538,8 @@ type MessageExtendLeasesRow struct {
 func (q *Queries) MessageExtendLeases(ctx context.Context, arg MessageExtendLeasesParams) ([]MessageExtendLeasesRow, error) {
 	rows, err := q.db.Query(ctx, messageExtendLeases,
 		arg.IDs,
-		arg.Scope,
 		arg.ClaimTokens,
+		arg.Scope,
 		arg.Now,
 		arg.LeaseMicros,
 	)
@@ -565,42 +564,43 @@ func (q *Queries) MessageExtendLeases(ctx context.Context, arg MessageExtendLeas
 const messageFinishLocked = `-- name: MessageFinishLocked :many
 UPDATE pgoutbox_message m
 SET status = CASE
-        WHEN ($1::boolean[])[array_position($2::bigint[], m.id)] THEN 'delivered'
-        WHEN ($3::boolean[])[array_position($2::bigint[], m.id)]
-             OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
+        WHEN o.ok THEN 'delivered'
+        WHEN o.permanent OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
         ELSE 'pending'
     END,
     attempt_count = m.attempt_count + 1,
     available_at = CASE
-        WHEN NOT ($1::boolean[])[array_position($2::bigint[], m.id)]
-             AND NOT ($3::boolean[])[array_position($2::bigint[], m.id)]
-             AND m.attempt_count + 1 < m.max_attempts
-        THEN coalesce($4::timestamptz, statement_timestamp())
-             + ($5::bigint[])[array_position($2::bigint[], m.id)] * interval '1 microsecond'
+        WHEN NOT o.ok AND NOT o.permanent AND m.attempt_count + 1 < m.max_attempts
+        THEN coalesce($1::timestamptz, statement_timestamp())
+             + o.retry_after_micros * interval '1 microsecond'
         ELSE m.available_at
     END,
-    last_error = CASE
-        WHEN ($1::boolean[])[array_position($2::bigint[], m.id)] THEN m.last_error
-        ELSE ($6::text[])[array_position($2::bigint[], m.id)]
-    END,
-    ordering_key_released = $7::boolean AND m.ordering_key IS NOT NULL
-        AND NOT ($1::boolean[])[array_position($2::bigint[], m.id)]
-        AND (($3::boolean[])[array_position($2::bigint[], m.id)] OR m.attempt_count + 1 >= m.max_attempts),
-    updated_at = coalesce($4::timestamptz, statement_timestamp())
-WHERE m.id = ANY($2::bigint[])
-  AND m.scope = $8::text
+    last_error = CASE WHEN o.ok THEN m.last_error ELSE o.reason END,
+    ordering_key_released = $2::boolean AND m.ordering_key IS NOT NULL
+        AND NOT o.ok
+        AND (o.permanent OR m.attempt_count + 1 >= m.max_attempts),
+    updated_at = coalesce($1::timestamptz, statement_timestamp())
+FROM (
+    SELECT unnest($4::bigint[]) AS id,
+           unnest($5::boolean[]) AS ok,
+           unnest($6::boolean[]) AS permanent,
+           unnest($7::bigint[]) AS retry_after_micros,
+           unnest($8::text[]) AS reason
+) o
+WHERE m.id = o.id
+  AND m.scope = $3::text
 RETURNING m.id, m.status
 `
 
 type MessageFinishLockedParams struct {
-	Oks              []bool
-	IDs              []int64
-	Permanents       []bool
 	Now              *time.Time
-	RetryAfterMicros []int64
-	Reasons          []string
 	ReleaseKeys      bool
 	Scope            string
+	IDs              []int64
+	Oks              []bool
+	Permanents       []bool
+	RetryAfterMicros []int64
+	Reasons          []string
 }
 
 type MessageFinishLockedRow struct {
@@ -610,19 +610,19 @@ type MessageFinishLockedRow struct {
 
 // Writes the outcome of a locked batch: successes delivered; failures
 // pending again after their retry delay, or dead letters when permanent or
-// out of attempts. Every outcome counts an attempt. Rows are found by
-// primary key and each id's outcome by its position in the arrays (see
-// MessageAckMany for why no join); the caller holds their locks.
+// out of attempts. Every outcome counts an attempt. The arrays hold one
+// outcome per position; the outcomes drive the update, one primary-key probe
+// each (see MessageAckMany). The caller holds the rows' locks.
 func (q *Queries) MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error) {
 	rows, err := q.db.Query(ctx, messageFinishLocked,
-		arg.Oks,
-		arg.IDs,
-		arg.Permanents,
 		arg.Now,
-		arg.RetryAfterMicros,
-		arg.Reasons,
 		arg.ReleaseKeys,
 		arg.Scope,
+		arg.IDs,
+		arg.Oks,
+		arg.Permanents,
+		arg.RetryAfterMicros,
+		arg.Reasons,
 	)
 	if err != nil {
 		return nil, err

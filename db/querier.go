@@ -41,10 +41,15 @@ type Querier interface {
 	// current one. Only claimed rows have a token (pgoutbox_message_claim_check),
 	// so the token test stands for status = 'claimed' without letting the
 	// planner prefer the lease index (which holds every claim since the last
-	// VACUUM) over primary-key lookups: id = ANY keeps the scan on the primary
-	// key, and its ascending order means two relays acking overlapping batches
-	// (possible only after lost claims) lock in the same order and cannot
-	// deadlock.
+	// VACUUM) over primary-key lookups.
+	//
+	// The pairs drive the update: each one probes the primary key for its row,
+	// so a batch of n pairs costs n probes. (Matching rows found by id = ANY
+	// against the pairs instead compares every row with every pair: the planner
+	// runs that as a nested loop, n squared comparisons, which halved claim
+	// mode's throughput at batches of 256.) The pairs come sorted by id, so two
+	// relays acking overlapping batches (possible only after lost claims) lock
+	// in the same order and cannot deadlock.
 	MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error)
 	// Claims up to @max messages of one (scope, lane, target) in one statement.
 	//
@@ -82,8 +87,8 @@ type Querier interface {
 	// A row being acked here is never also a claim candidate: two branches of
 	// one statement cannot both update a row (only one update would survive),
 	// and a holder whose lease ran out may still ack while nobody has claimed
-	// the message since. The ack rows are locked in id order (an index scan of
-	// id = ANY). The claim branches almost never wait, but SKIP LOCKED does not
+	// the message since. The acks drive their update and are locked in id order,
+	// as in MessageAckMany. The claim branches almost never wait, but SKIP LOCKED does not
 	// promise it: when a candidate's updater commits at the instant the claim
 	// locks it, PostgreSQL follows the row's update chain and waits for the next
 	// version's locker, which can close a cycle with another claimer. The loser
@@ -111,9 +116,9 @@ type Querier interface {
 	MessageExtendLeases(ctx context.Context, arg MessageExtendLeasesParams) ([]MessageExtendLeasesRow, error)
 	// Writes the outcome of a locked batch: successes delivered; failures
 	// pending again after their retry delay, or dead letters when permanent or
-	// out of attempts. Every outcome counts an attempt. Rows are found by
-	// primary key and each id's outcome by its position in the arrays (see
-	// MessageAckMany for why no join); the caller holds their locks.
+	// out of attempts. Every outcome counts an attempt. The arrays hold one
+	// outcome per position; the outcomes drive the update, one primary-key probe
+	// each (see MessageAckMany). The caller holds the rows' locks.
 	MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error)
 	MessageGet(ctx context.Context, arg MessageGetParams) (PgoutboxMessage, error)
 	// The message holding a dedupe key, and whether its payload is the same JSON

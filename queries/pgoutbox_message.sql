@@ -234,8 +234,8 @@ WHERE id = @id::bigint
 -- A row being acked here is never also a claim candidate: two branches of
 -- one statement cannot both update a row (only one update would survive),
 -- and a holder whose lease ran out may still ack while nobody has claimed
--- the message since. The ack rows are locked in id order (an index scan of
--- id = ANY). The claim branches almost never wait, but SKIP LOCKED does not
+-- the message since. The acks drive their update and are locked in id order,
+-- as in MessageAckMany. The claim branches almost never wait, but SKIP LOCKED does not
 -- promise it: when a candidate's updater commits at the instant the claim
 -- locks it, PostgreSQL follows the row's update chain and waits for the next
 -- version's locker, which can close a cycle with another claimer. The loser
@@ -251,10 +251,6 @@ WITH RECURSIVE clock AS (
            coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
                + sqlc.arg('lease_micros')::bigint * interval '1 microsecond' AS lease_until
 ),
-acks AS (
-    -- Set-returning functions in one select list advance in lockstep.
-    SELECT unnest(@ack_ids::bigint[]) AS id, unnest(@ack_tokens::uuid[]) AS token
-),
 expired AS (
     SELECT m.id AS candidate_id,
            m.available_at AS candidate_available_at,
@@ -265,7 +261,7 @@ expired AS (
       AND m.target = @target::text
       AND m.status = 'claimed'
       AND m.lease_expires_at <= (SELECT k.now FROM clock k)
-      AND NOT EXISTS (SELECT 1 FROM acks a WHERE a.id = m.id AND a.token = m.claim_token)
+      AND NOT (m.id = ANY(@ack_ids::bigint[]) AND m.claim_token = ANY(@ack_tokens::uuid[]))
     ORDER BY m.available_at, m.id
     LIMIT @max::integer
     FOR UPDATE SKIP LOCKED
@@ -402,15 +398,16 @@ acked AS (
         claim_token = NULL,
         lease_expires_at = NULL,
         updated_at = k.now
-    FROM clock k, acks a
+    FROM clock k
     WHERE m.id = ANY(@ack_ids::bigint[])
-      AND m.id = a.id
-      AND m.claim_token = a.token
+      AND m.claim_token = ANY(@ack_tokens::uuid[])
       AND m.scope = @scope::text
     -- claim_token: the token the row was acked with, so the caller knows
     -- which of its receipts held.
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
-              m.attempt_count, m.max_attempts, m.claimed_by, a.token::uuid AS claim_token, m.lease_expires_at,
+              m.attempt_count, m.max_attempts, m.claimed_by,
+              (SELECT o.claim_token FROM pgoutbox_message o WHERE o.id = m.id)::uuid AS claim_token,
+              m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
               m.headers, m.requested_available_at
 ),
@@ -494,22 +491,25 @@ WHERE id = @id::bigint
 -- current one. Only claimed rows have a token (pgoutbox_message_claim_check),
 -- so the token test stands for status = 'claimed' without letting the
 -- planner prefer the lease index (which holds every claim since the last
--- VACUUM) over primary-key lookups: id = ANY keeps the scan on the primary
--- key, and its ascending order means two relays acking overlapping batches
--- (possible only after lost claims) lock in the same order and cannot
--- deadlock.
+-- VACUUM) over primary-key lookups.
+--
+-- The pairs drive the update: each one probes the primary key for its row,
+-- so a batch of n pairs costs n probes. (Matching rows found by id = ANY
+-- against the pairs instead compares every row with every pair: the planner
+-- runs that as a nested loop, n squared comparisons, which halved claim
+-- mode's throughput at batches of 256.) The pairs come sorted by id, so two
+-- relays acking overlapping batches (possible only after lost claims) lock
+-- in the same order and cannot deadlock.
 UPDATE pgoutbox_message m
 SET status = 'delivered',
     claimed_by = NULL,
     claim_token = NULL,
     lease_expires_at = NULL,
     updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS token) a
 WHERE m.id = ANY(@ids::bigint[])
-  AND m.id = a.id
-  AND m.claim_token = a.token
+  AND m.claim_token = ANY(@claim_tokens::uuid[])
   AND m.scope = @scope::text
-RETURNING m.id, a.token::uuid AS claim_token;
+RETURNING m.id, (SELECT o.claim_token FROM pgoutbox_message o WHERE o.id = m.id)::uuid AS claim_token;
 
 -- name: MessageExtendLeases :many
 -- Heartbeat: moves the lease of each held (id, token) pair to now + @lease
@@ -524,12 +524,11 @@ WITH clock AS (
 UPDATE pgoutbox_message m
 SET lease_expires_at = k.lease_until,
     updated_at = k.now
-FROM clock k, (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS token) a
+FROM clock k
 WHERE m.id = ANY(@ids::bigint[])
-  AND m.id = a.id
-  AND m.claim_token = a.token
+  AND m.claim_token = ANY(@claim_tokens::uuid[])
   AND m.scope = @scope::text
-RETURNING m.id, a.token::uuid AS claim_token;
+RETURNING m.id, m.claim_token::uuid AS claim_token;
 
 -- name: MessageDeadLetter :execrows
 -- A permanent failure: the holder dead-letters the message at once, whatever
@@ -963,33 +962,34 @@ ORDER BY m.available_at, m.id;
 -- name: MessageFinishLocked :many
 -- Writes the outcome of a locked batch: successes delivered; failures
 -- pending again after their retry delay, or dead letters when permanent or
--- out of attempts. Every outcome counts an attempt. Rows are found by
--- primary key and each id's outcome by its position in the arrays (see
--- MessageAckMany for why no join); the caller holds their locks.
+-- out of attempts. Every outcome counts an attempt. The arrays hold one
+-- outcome per position; the outcomes drive the update, one primary-key probe
+-- each (see MessageAckMany). The caller holds the rows' locks.
 UPDATE pgoutbox_message m
 SET status = CASE
-        WHEN (@oks::boolean[])[array_position(@ids::bigint[], m.id)] THEN 'delivered'
-        WHEN (@permanents::boolean[])[array_position(@ids::bigint[], m.id)]
-             OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
+        WHEN o.ok THEN 'delivered'
+        WHEN o.permanent OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
         ELSE 'pending'
     END,
     attempt_count = m.attempt_count + 1,
     available_at = CASE
-        WHEN NOT (@oks::boolean[])[array_position(@ids::bigint[], m.id)]
-             AND NOT (@permanents::boolean[])[array_position(@ids::bigint[], m.id)]
-             AND m.attempt_count + 1 < m.max_attempts
+        WHEN NOT o.ok AND NOT o.permanent AND m.attempt_count + 1 < m.max_attempts
         THEN coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-             + (@retry_after_micros::bigint[])[array_position(@ids::bigint[], m.id)] * interval '1 microsecond'
+             + o.retry_after_micros * interval '1 microsecond'
         ELSE m.available_at
     END,
-    last_error = CASE
-        WHEN (@oks::boolean[])[array_position(@ids::bigint[], m.id)] THEN m.last_error
-        ELSE (@reasons::text[])[array_position(@ids::bigint[], m.id)]
-    END,
+    last_error = CASE WHEN o.ok THEN m.last_error ELSE o.reason END,
     ordering_key_released = @release_keys::boolean AND m.ordering_key IS NOT NULL
-        AND NOT (@oks::boolean[])[array_position(@ids::bigint[], m.id)]
-        AND ((@permanents::boolean[])[array_position(@ids::bigint[], m.id)] OR m.attempt_count + 1 >= m.max_attempts),
+        AND NOT o.ok
+        AND (o.permanent OR m.attempt_count + 1 >= m.max_attempts),
     updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-WHERE m.id = ANY(@ids::bigint[])
+FROM (
+    SELECT unnest(@ids::bigint[]) AS id,
+           unnest(@oks::boolean[]) AS ok,
+           unnest(@permanents::boolean[]) AS permanent,
+           unnest(@retry_after_micros::bigint[]) AS retry_after_micros,
+           unnest(@reasons::text[]) AS reason
+) o
+WHERE m.id = o.id
   AND m.scope = @scope::text
 RETURNING m.id, m.status;
