@@ -205,27 +205,28 @@ heads_before (ordering_key, id, status, available_at) AS (
         LIMIT 1
     ) n
 ),
-claimable_heads AS (
-    SELECT c.id
-    FROM (
-        (SELECT h.id FROM heads_after h
-         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
-         LIMIT $8::integer)
-        UNION ALL
-        (SELECT h.id FROM heads_before h
-         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
-         LIMIT $8::integer)
-    ) c
-    LIMIT $8::integer
-),
 keyed AS (
-    SELECT m.id AS candidate_id,
-           m.available_at AS candidate_available_at
-    FROM pgoutbox_message m
-    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
-      -- Rechecked on the row's latest version once it is locked.
-      AND m.status = 'pending'
-    FOR UPDATE SKIP LOCKED
+    -- The walk runs only as far as the LIMIT pulls it, and a head another
+    -- claimer holds locked yields no row, so the walk goes on to later
+    -- keys: claimers that start at the same key still fill their batches.
+    SELECT l.id AS candidate_id,
+           l.available_at AS candidate_available_at
+    FROM (
+        SELECT h.id FROM heads_after h
+        WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+        UNION ALL
+        SELECT h.id FROM heads_before h
+        WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+    ) c
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.id = c.id
+          -- Rechecked on the row's latest version once it is locked.
+          AND m.status = 'pending'
+        FOR UPDATE SKIP LOCKED
+    ) l
+    LIMIT $8::integer
 ),
 picked AS (
     SELECT c.candidate_id
@@ -1465,19 +1466,6 @@ heads_before (ordering_key, id, status, available_at) AS (
         LIMIT 1
     ) n
 ),
-claimable_heads AS (
-    SELECT c.id
-    FROM (
-        (SELECT h.id FROM heads_after h
-         WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
-         LIMIT $6::integer)
-        UNION ALL
-        (SELECT h.id FROM heads_before h
-         WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
-         LIMIT $6::integer)
-    ) c
-    LIMIT $6::integer
-),
 unkeyed AS (
     SELECT m.id
     FROM pgoutbox_message m
@@ -1487,22 +1475,34 @@ unkeyed AS (
       AND m.status = 'pending'
       AND m.ordering_key IS NULL
       AND m.available_at <= coalesce($5::timestamptz, statement_timestamp())
-      AND (m.available_at, m.id) > ($7::timestamptz, $8::bigint)
+      AND (m.available_at, m.id) > ($6::timestamptz, $7::bigint)
       -- SKIP LOCKED does not skip rows this transaction already locked: a
       -- second lock in the same batch names the first one's rows.
-      AND m.id <> ALL($9::bigint[])
+      AND m.id <> ALL($8::bigint[])
     ORDER BY m.available_at, m.id
-    LIMIT $6::integer
+    LIMIT $9::integer
     FOR UPDATE SKIP LOCKED
 ),
 keyed AS (
-    SELECT m.id
-    FROM pgoutbox_message m
-    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
-      AND m.status = 'pending'
-      AND m.id <> ALL($9::bigint[])
-    LIMIT greatest($6::integer - (SELECT count(u.id) FROM unkeyed u), 0)
-    FOR UPDATE SKIP LOCKED
+    -- As in MessageClaim: the walk runs as far as the LIMIT pulls it, past
+    -- heads another batch holds locked.
+    SELECT l.id
+    FROM (
+        SELECT h.id FROM heads_after h
+        WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
+        UNION ALL
+        SELECT h.id FROM heads_before h
+        WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
+    ) c
+    CROSS JOIN LATERAL (
+        SELECT m.id
+        FROM pgoutbox_message m
+        WHERE m.id = c.id
+          AND m.status = 'pending'
+          AND m.id <> ALL($8::bigint[])
+        FOR UPDATE SKIP LOCKED
+    ) l
+    LIMIT greatest($9::integer - (SELECT count(u.id) FROM unkeyed u), 0)
 )
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
 FROM pgoutbox_message m
@@ -1516,10 +1516,10 @@ type MessageLockDueParams struct {
 	Target           string
 	AfterKey         string
 	Now              *time.Time
-	Max              int32
 	AfterAvailableAt time.Time
 	AfterID          int64
 	LockedIDs        []int64
+	Max              int32
 }
 
 // Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
@@ -1548,10 +1548,10 @@ func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) 
 		arg.Target,
 		arg.AfterKey,
 		arg.Now,
-		arg.Max,
 		arg.AfterAvailableAt,
 		arg.AfterID,
 		arg.LockedIDs,
+		arg.Max,
 	)
 	if err != nil {
 		return nil, err

@@ -403,3 +403,86 @@ func TestOrderingUnderFailuresAndAKilledRelay(t *testing.T) {
 	}
 	t.Logf("%d messages, %d handler starts, %d random failures, one relay killed; no key ever had two messages in flight", total, starts, fails)
 }
+
+// Claimers that start their key walk at the same key (relays in different
+// processes all start at the first key, and walk at the same pace) must not
+// come back short because the other holds the first heads: a head another
+// claimer has locked is passed over and the walk goes on to the next keys.
+// Before, the walk stopped at the first @max claimable heads and SKIP
+// LOCKED then dropped the ones held, so the second of two claimers got
+// nothing while forty keys waited.
+func TestConcurrentClaimersWalkPastEachOthersHeads(t *testing.T) {
+	f := newFixture(t)
+	const keys, limit = 40, 10
+	var drafts []outbox.Draft
+	for i := range keys {
+		for j := range 2 {
+			drafts = append(drafts, keyedDraft(fmt.Sprintf("key-%02d", i), strconv.Itoa(j)))
+		}
+	}
+	if _, err := f.store.EnqueueMany(f.ctx, drafts); err != nil {
+		t.Fatal(err)
+	}
+	heldKeys := func(msgs []outbox.Message) map[string]bool {
+		m := map[string]bool{}
+		for _, msg := range msgs {
+			if m[msg.OrderingKey] {
+				t.Fatalf("two messages of key %s handed out together", msg.OrderingKey)
+			}
+			m[msg.OrderingKey] = true
+		}
+		return m
+	}
+	// Each claimer has a store of its own (its own key cursor, as another
+	// process would) and holds its claim's transaction open while the other
+	// claims.
+	tx := func(t *testing.T) pgx.Tx {
+		tx, err := f.pool.Begin(f.ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+		return tx
+	}
+
+	t.Run("claim", func(t *testing.T) {
+		a, err := outbox.NewPostgresStore(f.pool).WithTx(tx(t)).Claim(f.ctx, claimReq(limit, time.Minute, "a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := outbox.NewPostgresStore(f.pool).WithTx(tx(t)).Claim(f.ctx, claimReq(limit, time.Minute, "b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ka, kb := heldKeys(a), heldKeys(b)
+		if len(a) != limit || len(b) != limit {
+			t.Fatalf("claimed %d and %d heads, want %d each (%d keys wait)", len(a), len(b), limit, keys)
+		}
+		for k := range kb {
+			if ka[k] {
+				t.Fatalf("key %s handed to both claimers", k)
+			}
+		}
+	})
+	t.Run("lock", func(t *testing.T) {
+		a, err := outbox.NewPostgresStore(f.pool).LockBatch(f.ctx, lockReq(limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = a.Release(context.Background()) })
+		b, err := outbox.NewPostgresStore(f.pool).LockBatch(f.ctx, lockReq(limit))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = b.Release(context.Background()) })
+		ka, kb := heldKeys(a.Messages()), heldKeys(b.Messages())
+		if len(ka) != limit || len(kb) != limit {
+			t.Fatalf("locked %d and %d heads, want %d each (%d keys wait)", len(ka), len(kb), limit, keys)
+		}
+		for k := range kb {
+			if ka[k] {
+				t.Fatalf("key %s locked by both batches", k)
+			}
+		}
+	})
+}

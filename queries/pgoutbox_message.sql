@@ -340,27 +340,28 @@ heads_before (ordering_key, id, status, available_at) AS (
 ),
 -- The walk is read lazily: the second half runs only when the first found
 -- fewer than @max claimable heads.
-claimable_heads AS (
-    SELECT c.id
-    FROM (
-        (SELECT h.id FROM heads_after h
-         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
-         LIMIT @max::integer)
-        UNION ALL
-        (SELECT h.id FROM heads_before h
-         WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
-         LIMIT @max::integer)
-    ) c
-    LIMIT @max::integer
-),
 keyed AS (
-    SELECT m.id AS candidate_id,
-           m.available_at AS candidate_available_at
-    FROM pgoutbox_message m
-    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
-      -- Rechecked on the row's latest version once it is locked.
-      AND m.status = 'pending'
-    FOR UPDATE SKIP LOCKED
+    -- The walk runs only as far as the LIMIT pulls it, and a head another
+    -- claimer holds locked yields no row, so the walk goes on to later
+    -- keys: claimers that start at the same key still fill their batches.
+    SELECT l.id AS candidate_id,
+           l.available_at AS candidate_available_at
+    FROM (
+        SELECT h.id FROM heads_after h
+        WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+        UNION ALL
+        SELECT h.id FROM heads_before h
+        WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+    ) c
+    CROSS JOIN LATERAL (
+        SELECT m.id, m.available_at
+        FROM pgoutbox_message m
+        WHERE m.id = c.id
+          -- Rechecked on the row's latest version once it is locked.
+          AND m.status = 'pending'
+        FOR UPDATE SKIP LOCKED
+    ) l
+    LIMIT @max::integer
 ),
 picked AS (
     SELECT c.candidate_id
@@ -915,19 +916,6 @@ heads_before (ordering_key, id, status, available_at) AS (
 ),
 -- The walk is read lazily: the second half runs only when the first found
 -- fewer than @max claimable heads.
-claimable_heads AS (
-    SELECT c.id
-    FROM (
-        (SELECT h.id FROM heads_after h
-         WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-         LIMIT @max::integer)
-        UNION ALL
-        (SELECT h.id FROM heads_before h
-         WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-         LIMIT @max::integer)
-    ) c
-    LIMIT @max::integer
-),
 unkeyed AS (
     SELECT m.id
     FROM pgoutbox_message m
@@ -946,13 +934,25 @@ unkeyed AS (
     FOR UPDATE SKIP LOCKED
 ),
 keyed AS (
-    SELECT m.id
-    FROM pgoutbox_message m
-    WHERE m.id IN (SELECT c.id FROM claimable_heads c)
-      AND m.status = 'pending'
-      AND m.id <> ALL(@locked_ids::bigint[])
+    -- As in MessageClaim: the walk runs as far as the LIMIT pulls it, past
+    -- heads another batch holds locked.
+    SELECT l.id
+    FROM (
+        SELECT h.id FROM heads_after h
+        WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+        UNION ALL
+        SELECT h.id FROM heads_before h
+        WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+    ) c
+    CROSS JOIN LATERAL (
+        SELECT m.id
+        FROM pgoutbox_message m
+        WHERE m.id = c.id
+          AND m.status = 'pending'
+          AND m.id <> ALL(@locked_ids::bigint[])
+        FOR UPDATE SKIP LOCKED
+    ) l
     LIMIT greatest(sqlc.arg('max')::integer - (SELECT count(u.id) FROM unkeyed u), 0)
-    FOR UPDATE SKIP LOCKED
 )
 SELECT *
 FROM pgoutbox_message m
