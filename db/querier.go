@@ -38,18 +38,28 @@ type Querier interface {
 	// Acks a batch of (id, token) pairs in one statement and returns the pairs
 	// that were still held. Each pair is judged on its own: a stale and the
 	// current token of one message in the same batch ack it once, with the
-	// current one. Only claimed rows have a token (pgoutbox_message_claim_check),
-	// so the token test stands for status = 'claimed' without letting the
-	// planner prefer the lease index (which holds every claim since the last
-	// VACUUM) over primary-key lookups.
+	// current one, and a token given with another message's id acks nothing.
+	// Only claimed rows have a token (pgoutbox_message_claim_check), so the
+	// token test stands for status = 'claimed' without letting the planner
+	// prefer the lease index (which holds every claim since the last VACUUM)
+	// over primary-key lookups.
 	//
-	// The pairs drive the update: each one probes the primary key for its row,
-	// so a batch of n pairs costs n probes. (Matching rows found by id = ANY
-	// against the pairs instead compares every row with every pair: the planner
-	// runs that as a nested loop, n squared comparisons, which halved claim
-	// mode's throughput at batches of 256.) The pairs come sorted by id, so two
-	// relays acking overlapping batches (possible only after lost claims) lock
-	// in the same order and cannot deadlock.
+	// No join: rows are found by id = ANY (an index probe per id) and kept when
+	// their current token is in the batch and paired there with their id. A
+	// token is drawn at random for each claim, so in a batch of honest receipts
+	// array_position finds its pair at the token's first place; only when that
+	// place names another id (a token given with the wrong id, then with its
+	// own) does the row look through all the pairs. (Joining the rows to the unnested pairs instead ran, under a
+	// generic plan, as a nested loop comparing every row with every pair: n
+	// squared comparisons, which halved claim mode's throughput at batches of
+	// 256.) The token returned is the one the row held, read from the
+	// statement's snapshot: the acked row's own earlier version. (Should the
+	// claim that drew a token commit while this statement runs, and the batch
+	// hold that token and a stale one for the row, the stale one is returned:
+	// only a token handed out before its claim committed can do that.) The
+	// index scan of id = ANY visits ids in ascending order, so two relays
+	// acking overlapping batches (possible only after lost claims) lock in the
+	// same order and cannot deadlock.
 	MessageAckMany(ctx context.Context, arg MessageAckManyParams) ([]MessageAckManyRow, error)
 	// Claims up to @max messages of one (scope, lane, target) in one statement.
 	//
@@ -82,14 +92,14 @@ type Querier interface {
 	// steady state the expired branch is empty and costs one index probe.
 	//
 	// The same statement acks the claimer's previous successes (@ack_ids with
-	// @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
-	// that keeps up pays one statement and one commit per batch instead of two.
-	// A row being acked here is never also a claim candidate: two branches of
-	// one statement cannot both update a row (only one update would survive),
-	// and a holder whose lease ran out may still ack while nobody has claimed
-	// the message since. The acks drive their update and are locked in id order,
-	// as in MessageAckMany. The claim branches almost never wait, but SKIP LOCKED does not
-	// promise it: when a candidate's updater commits at the instant the claim
+	// @ack_tokens at the same positions, matched and fenced as in
+	// MessageAckMany): a relay that keeps up pays one statement and one commit
+	// per batch instead of two. A row being acked here is never also a claim
+	// candidate (the expired branch leaves out what the acked branch takes):
+	// two branches of one statement cannot both update a row (only one update
+	// would survive), and a holder whose lease ran out may still ack while
+	// nobody has claimed the message since. The claim branches almost never
+	// wait, but SKIP LOCKED does not promise it: when a candidate's updater commits at the instant the claim
 	// locks it, PostgreSQL follows the row's update chain and waits for the next
 	// version's locker, which can close a cycle with another claimer. The loser
 	// gets a deadlock error with nothing done; the store runs the statement
@@ -102,7 +112,7 @@ type Querier interface {
 	// Heads of the keys after @after_key, in key order.
 	// Then, wrapping around, the heads of the keys up to @after_key.
 	// The walk is read lazily: the second half runs only when the first found
-	// fewer than @max claimable heads.
+	// fewer than @max heads to lock.
 	// The claimer knows its acked messages: spare it their payloads and headers.
 	MessageClaim(ctx context.Context, arg MessageClaimParams) ([]MessageClaimRow, error)
 	// A permanent failure: the holder dead-letters the message at once, whatever
@@ -117,8 +127,11 @@ type Querier interface {
 	// Writes the outcome of a locked batch: successes delivered; failures
 	// pending again after their retry delay, or dead letters when permanent or
 	// out of attempts. Every outcome counts an attempt. The arrays hold one
-	// outcome per position; the outcomes drive the update, one primary-key probe
-	// each (see MessageAckMany). The caller holds the rows' locks.
+	// outcome per position, for ids the caller holds locked, each once. The
+	// unnested outcomes drive the update, each finding its row by one
+	// primary-key probe (integration's TestBatchStatementsProbeOncePerItem
+	// checks the plan, generic and custom: a plan that compared every row with
+	// every outcome cost claim mode half its rate in MessageAckMany).
 	MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error)
 	MessageGet(ctx context.Context, arg MessageGetParams) (PgoutboxMessage, error)
 	// The message holding a dedupe key, and whether its payload is the same JSON
@@ -213,7 +226,7 @@ type Querier interface {
 	// Heads of the keys after @after_key, in key order.
 	// Then, wrapping around, the heads of the keys up to @after_key.
 	// The walk is read lazily: the second half runs only when the first found
-	// fewer than @max claimable heads.
+	// too few heads to lock.
 	MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]PgoutboxMessage, error)
 	// Fenced like MessageAck. A message with attempts left returns to pending at
 	// @retry_at, or @retry_after_micros after now (both NULL: now); one without

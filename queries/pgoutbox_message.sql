@@ -229,14 +229,14 @@ WHERE id = @id::bigint
 -- steady state the expired branch is empty and costs one index probe.
 --
 -- The same statement acks the claimer's previous successes (@ack_ids with
--- @ack_tokens at the same positions, fenced as in MessageAckMany): a relay
--- that keeps up pays one statement and one commit per batch instead of two.
--- A row being acked here is never also a claim candidate: two branches of
--- one statement cannot both update a row (only one update would survive),
--- and a holder whose lease ran out may still ack while nobody has claimed
--- the message since. The acks drive their update and are locked in id order,
--- as in MessageAckMany. The claim branches almost never wait, but SKIP LOCKED does not
--- promise it: when a candidate's updater commits at the instant the claim
+-- @ack_tokens at the same positions, matched and fenced as in
+-- MessageAckMany): a relay that keeps up pays one statement and one commit
+-- per batch instead of two. A row being acked here is never also a claim
+-- candidate (the expired branch leaves out what the acked branch takes):
+-- two branches of one statement cannot both update a row (only one update
+-- would survive), and a holder whose lease ran out may still ack while
+-- nobody has claimed the message since. The claim branches almost never
+-- wait, but SKIP LOCKED does not promise it: when a candidate's updater commits at the instant the claim
 -- locks it, PostgreSQL follows the row's update chain and waits for the next
 -- version's locker, which can close a cycle with another claimer. The loser
 -- gets a deadlock error with nothing done; the store runs the statement
@@ -261,7 +261,12 @@ expired AS (
       AND m.target = @target::text
       AND m.status = 'claimed'
       AND m.lease_expires_at <= (SELECT k.now FROM clock k)
-      AND NOT (m.id = ANY(@ack_ids::bigint[]) AND m.claim_token = ANY(@ack_tokens::uuid[]))
+      -- Not acked by this statement: acked's condition, NULL-safe.
+      AND NOT coalesce(m.id = ANY(@ack_ids::bigint[])
+                       AND m.claim_token = ANY(@ack_tokens::uuid[])
+                       AND ((@ack_ids::bigint[])[array_position(@ack_tokens::uuid[], m.claim_token)] = m.id
+                                OR EXISTS (SELECT 1 FROM (SELECT unnest(@ack_ids::bigint[]) AS id, unnest(@ack_tokens::uuid[]) AS token) p
+                                           WHERE p.id = m.id AND p.token = m.claim_token)), false)
     ORDER BY m.available_at, m.id
     LIMIT @max::integer
     FOR UPDATE SKIP LOCKED
@@ -339,7 +344,7 @@ heads_before (ordering_key, id, status, available_at) AS (
     ) n
 ),
 -- The walk is read lazily: the second half runs only when the first found
--- fewer than @max claimable heads.
+-- fewer than @max heads to lock.
 keyed AS (
     -- The walk runs only as far as the LIMIT pulls it, and a head another
     -- claimer holds locked yields no row, so the walk goes on to later
@@ -357,8 +362,11 @@ keyed AS (
         SELECT m.id, m.available_at
         FROM pgoutbox_message m
         WHERE m.id = c.id
-          -- Rechecked on the row's latest version once it is locked.
+          -- Rechecked on the row's latest version once it is locked: a
+          -- head claimed, or nacked to a later time, since the walk read it
+          -- is not taken.
           AND m.status = 'pending'
+          AND m.available_at <= (SELECT k.now FROM clock k)
         FOR UPDATE SKIP LOCKED
     ) l
     LIMIT @max::integer
@@ -402,9 +410,12 @@ acked AS (
     FROM clock k
     WHERE m.id = ANY(@ack_ids::bigint[])
       AND m.claim_token = ANY(@ack_tokens::uuid[])
+      AND ((@ack_ids::bigint[])[array_position(@ack_tokens::uuid[], m.claim_token)] = m.id
+               OR EXISTS (SELECT 1 FROM (SELECT unnest(@ack_ids::bigint[]) AS id, unnest(@ack_tokens::uuid[]) AS token) p
+                          WHERE p.id = m.id AND p.token = m.claim_token))
       AND m.scope = @scope::text
-    -- claim_token: the token the row was acked with, so the caller knows
-    -- which of its receipts held.
+    -- claim_token: the token the row was acked with (see MessageAckMany),
+    -- so the caller knows which of its receipts held.
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by,
               (SELECT o.claim_token FROM pgoutbox_message o WHERE o.id = m.id)::uuid AS claim_token,
@@ -489,18 +500,28 @@ WHERE id = @id::bigint
 -- Acks a batch of (id, token) pairs in one statement and returns the pairs
 -- that were still held. Each pair is judged on its own: a stale and the
 -- current token of one message in the same batch ack it once, with the
--- current one. Only claimed rows have a token (pgoutbox_message_claim_check),
--- so the token test stands for status = 'claimed' without letting the
--- planner prefer the lease index (which holds every claim since the last
--- VACUUM) over primary-key lookups.
+-- current one, and a token given with another message's id acks nothing.
+-- Only claimed rows have a token (pgoutbox_message_claim_check), so the
+-- token test stands for status = 'claimed' without letting the planner
+-- prefer the lease index (which holds every claim since the last VACUUM)
+-- over primary-key lookups.
 --
--- The pairs drive the update: each one probes the primary key for its row,
--- so a batch of n pairs costs n probes. (Matching rows found by id = ANY
--- against the pairs instead compares every row with every pair: the planner
--- runs that as a nested loop, n squared comparisons, which halved claim
--- mode's throughput at batches of 256.) The pairs come sorted by id, so two
--- relays acking overlapping batches (possible only after lost claims) lock
--- in the same order and cannot deadlock.
+-- No join: rows are found by id = ANY (an index probe per id) and kept when
+-- their current token is in the batch and paired there with their id. A
+-- token is drawn at random for each claim, so in a batch of honest receipts
+-- array_position finds its pair at the token's first place; only when that
+-- place names another id (a token given with the wrong id, then with its
+-- own) does the row look through all the pairs. (Joining the rows to the unnested pairs instead ran, under a
+-- generic plan, as a nested loop comparing every row with every pair: n
+-- squared comparisons, which halved claim mode's throughput at batches of
+-- 256.) The token returned is the one the row held, read from the
+-- statement's snapshot: the acked row's own earlier version. (Should the
+-- claim that drew a token commit while this statement runs, and the batch
+-- hold that token and a stale one for the row, the stale one is returned:
+-- only a token handed out before its claim committed can do that.) The
+-- index scan of id = ANY visits ids in ascending order, so two relays
+-- acking overlapping batches (possible only after lost claims) lock in the
+-- same order and cannot deadlock.
 UPDATE pgoutbox_message m
 SET status = 'delivered',
     claimed_by = NULL,
@@ -509,6 +530,9 @@ SET status = 'delivered',
     updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
 WHERE m.id = ANY(@ids::bigint[])
   AND m.claim_token = ANY(@claim_tokens::uuid[])
+  AND ((@ids::bigint[])[array_position(@claim_tokens::uuid[], m.claim_token)] = m.id
+           OR EXISTS (SELECT 1 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS token) p
+                      WHERE p.id = m.id AND p.token = m.claim_token))
   AND m.scope = @scope::text
 RETURNING m.id, (SELECT o.claim_token FROM pgoutbox_message o WHERE o.id = m.id)::uuid AS claim_token;
 
@@ -528,6 +552,9 @@ SET lease_expires_at = k.lease_until,
 FROM clock k
 WHERE m.id = ANY(@ids::bigint[])
   AND m.claim_token = ANY(@claim_tokens::uuid[])
+  AND ((@ids::bigint[])[array_position(@claim_tokens::uuid[], m.claim_token)] = m.id
+           OR EXISTS (SELECT 1 FROM (SELECT unnest(@ids::bigint[]) AS id, unnest(@claim_tokens::uuid[]) AS token) p
+                      WHERE p.id = m.id AND p.token = m.claim_token))
   AND m.scope = @scope::text
 RETURNING m.id, m.claim_token::uuid AS claim_token;
 
@@ -914,8 +941,6 @@ heads_before (ordering_key, id, status, available_at) AS (
         LIMIT 1
     ) n
 ),
--- The walk is read lazily: the second half runs only when the first found
--- fewer than @max claimable heads.
 unkeyed AS (
     SELECT m.id
     FROM pgoutbox_message m
@@ -933,6 +958,8 @@ unkeyed AS (
     LIMIT @max::integer
     FOR UPDATE SKIP LOCKED
 ),
+-- The walk is read lazily: the second half runs only when the first found
+-- too few heads to lock.
 keyed AS (
     -- As in MessageClaim: the walk runs as far as the LIMIT pulls it, past
     -- heads another batch holds locked.
@@ -949,6 +976,7 @@ keyed AS (
         FROM pgoutbox_message m
         WHERE m.id = c.id
           AND m.status = 'pending'
+          AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
           AND m.id <> ALL(@locked_ids::bigint[])
         FOR UPDATE SKIP LOCKED
     ) l
@@ -963,8 +991,11 @@ ORDER BY m.available_at, m.id;
 -- Writes the outcome of a locked batch: successes delivered; failures
 -- pending again after their retry delay, or dead letters when permanent or
 -- out of attempts. Every outcome counts an attempt. The arrays hold one
--- outcome per position; the outcomes drive the update, one primary-key probe
--- each (see MessageAckMany). The caller holds the rows' locks.
+-- outcome per position, for ids the caller holds locked, each once. The
+-- unnested outcomes drive the update, each finding its row by one
+-- primary-key probe (integration's TestBatchStatementsProbeOncePerItem
+-- checks the plan, generic and custom: a plan that compared every row with
+-- every outcome cost claim mode half its rate in MessageAckMany).
 UPDATE pgoutbox_message m
 SET status = CASE
         WHEN o.ok THEN 'delivered'

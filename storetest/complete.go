@@ -95,7 +95,8 @@ func TestExtendLease(t *testing.T, h Harness) {
 
 // TestEachReceiptIsJudgedOnItsOwn checks that a batch holding a stale and
 // the current receipt of one message acks (or extends) it with the current
-// one, and reports the stale one as not held, in AckMany, ExtendLeases and
+// one, and reports the stale one as not held, and that two receipts with
+// their tokens swapped hold nothing, in AckMany, ExtendLeases and
 // ClaimAndAck alike.
 func TestEachReceiptIsJudgedOnItsOwn(t *testing.T, h Harness) {
 	e := start(t, h)
@@ -127,6 +128,28 @@ func TestEachReceiptIsJudgedOnItsOwn(t *testing.T, h Harness) {
 		}
 		if call.want == outbox.StatusClaimed {
 			if ok, err := e.s.Ack(e.ctx, cur.ID, cur.ClaimToken); err != nil || !ok {
+				e.Fatalf("%s: clean-up ack: %v %v", call.name, ok, err)
+			}
+		}
+
+		// Two held messages with their tokens swapped: each token is
+		// current, but not for the id it came with. Nothing is held.
+		e.enqueue(e.s, draft(`{}`))
+		e.enqueue(e.s, draft(`{}`))
+		both := e.claim(e.s, req(2, time.Minute))
+		if len(both) != 2 {
+			e.Fatalf("%s: claimed %d messages, want 2", call.name, len(both))
+		}
+		a, b := both[0], both[1]
+		ok, err = call.do([]outbox.Receipt{{ID: a.ID, ClaimToken: b.ClaimToken}, {ID: b.ID, ClaimToken: a.ClaimToken}})
+		if err != nil || len(ok) != 2 || ok[0] || ok[1] {
+			e.Errorf("%s(swapped tokens) = %v, %v; want [false false]", call.name, ok, err)
+		}
+		for _, m := range both {
+			if st := e.get(m.ID).Status; st != outbox.StatusClaimed {
+				e.Errorf("%s(swapped tokens): message %s is %s, want claimed", call.name, m.ID, st)
+			}
+			if ok, err := e.s.Ack(e.ctx, m.ID, m.ClaimToken); err != nil || !ok {
 				e.Fatalf("%s: clean-up ack: %v %v", call.name, ok, err)
 			}
 		}
