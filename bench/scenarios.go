@@ -126,38 +126,40 @@ func (b *bencher) enqueue() error {
 				drafts[i] = outbox.Draft{Lane: lane, Target: target, Payload: payload(i)}
 				args[i+3] = payload(i)
 			}
-			s, err = b.timedEnqueue(c, func(ctx context.Context, _ int, n *atomic.Int64) error {
-				err := b.inTx(ctx, func(tx pgx.Tx) error {
-					_, err := store.WithTx(tx).EnqueueMany(ctx, drafts)
-					return err
-				})
-				if err == nil {
-					n.Add(100)
-				}
+			err = b.timedBatches(scEnqueueMany, variant, sysEnqueueMany, c, len(drafts), func(ctx context.Context, tx pgx.Tx) error {
+				_, err := store.WithTx(tx).EnqueueMany(ctx, drafts)
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			b.r.add(scEnqueueMany, variant, sysEnqueueMany, s)
-			s, err = b.timedEnqueue(c, func(ctx context.Context, _ int, n *atomic.Int64) error {
-				err := b.inTx(ctx, func(tx pgx.Tx) error {
-					_, err := tx.Exec(ctx, manySQL, args...)
-					return err
-				})
-				if err == nil {
-					n.Add(100)
-				}
+			err = b.timedBatches(scEnqueueMany, variant, sysBareInsertMany, c, len(drafts), func(ctx context.Context, tx pgx.Tx) error {
+				_, err := tx.Exec(ctx, manySQL, args...)
 				return err
 			})
 			if err != nil {
 				return err
 			}
-			b.r.add(scEnqueueMany, variant, sysBareInsertMany, s)
 			fmt.Fprintf(b.log, "  enqueue run %d, %d clients done\n", run+1, c)
 		}
 	}
 	return nil
+}
+
+// timedBatches runs timedEnqueue with one transaction per call of fn, each
+// counting per messages once it commits, and adds the sample to the report.
+func (b *bencher) timedBatches(scenario, variant, system string, clients, per int, fn func(ctx context.Context, tx pgx.Tx) error) error {
+	s, err := b.timedEnqueue(clients, func(ctx context.Context, _ int, n *atomic.Int64) error {
+		if err := b.inTx(ctx, func(tx pgx.Tx) error { return fn(ctx, tx) }); err != nil {
+			return err
+		}
+		n.Add(int64(per))
+		return nil
+	})
+	if err == nil {
+		b.r.add(scenario, variant, system, s)
+	}
+	return err
 }
 
 func (b *bencher) inTx(ctx context.Context, fn func(pgx.Tx) error) error {

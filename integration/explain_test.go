@@ -121,6 +121,30 @@ func TestClaimPlanUsesPartialIndexes(t *testing.T) {
 	t.Logf("claim plan, 100k delivered + 10k pending rows:\n%s", strings.Join(text, "\n"))
 }
 
+// burst adds 50k due messages on conn before any ANALYZE sees them (setup
+// only), and opens a transaction on conn that the test's end rolls back,
+// with a counter of this backend's sequential scans of the table in it (not
+// yet reported to the statistics collector).
+func burst(t *testing.T, f *fixture, conn *pgx.Conn) (pgx.Tx, func() int64) {
+	t.Helper()
+	if _, err := conn.Exec(f.ctx, `INSERT INTO pgoutbox_message (lane, target, payload, available_at, max_attempts, created_at, updated_at)
+		SELECT 'canonical', 'protocol_projector', '{}', now() - interval '1 minute', 5, now(), now() FROM generate_series(1, 50000)`); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := conn.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	return tx, func() int64 {
+		var n int64
+		if err := tx.QueryRow(f.ctx, `SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'pgoutbox_message'`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+}
+
 // tracedPool opens a pool on the fixture's database that records statements.
 func tracedPool(t *testing.T, f *fixture) (*pgxpool.Pool, *recorder) {
 	t.Helper()
@@ -181,25 +205,7 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 		}
 		f.enqueue(store, draft(`{}`))
 	}
-	// A burst: 50k messages, before any ANALYZE sees them (setup only).
-	if _, err := conn.Exec(f.ctx, `INSERT INTO pgoutbox_message (lane, target, payload, available_at, max_attempts, created_at, updated_at)
-		SELECT 'canonical', 'protocol_projector', '{}', now() - interval '1 minute', 5, now(), now() FROM generate_series(1, 50000)`); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := conn.Begin(f.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	// This backend's sequential scans of the table not yet reported to the
-	// statistics collector, before and after the claim.
-	seqScans := func() int64 {
-		var n int64
-		if err := tx.QueryRow(f.ctx, `SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'pgoutbox_message'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
+	tx, seqScans := burst(t, f, conn)
 	before := seqScans()
 	if got := f.claim(store.WithTx(tx), req); len(got) != 100 {
 		t.Fatalf("claimed %d", len(got))
@@ -255,24 +261,8 @@ func TestEveryReadIsPlannedForTheTableAsItIsNow(t *testing.T) {
 			f.enqueue(store, draft(`{}`))
 		}
 	}
-	// A burst: 50k messages, before any ANALYZE sees them (setup only).
-	if _, err := conn.Exec(f.ctx, `INSERT INTO pgoutbox_message (lane, target, payload, available_at, max_attempts, created_at, updated_at)
-		SELECT 'canonical', 'protocol_projector', '{}', now() - interval '1 minute', 5, now(), now() FROM generate_series(1, 50000)`); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := conn.Begin(f.ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
+	tx, seqScans := burst(t, f, conn)
 	in := store.WithTx(tx)
-	seqScans := func() int64 {
-		var n int64
-		if err := tx.QueryRow(f.ctx, `SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'pgoutbox_message'`).Scan(&n); err != nil {
-			t.Fatal(err)
-		}
-		return n
-	}
 	// Small claims and locks keep prepared plans, renewed while a backlog
 	// lasts (every planRenewal, 5 s): the first full claim after that renews
 	// them, and from then on they are planned for the grown table.

@@ -343,16 +343,11 @@ func startNotifier(t *testing.T, f *fixture) *relay.Notifier {
 // still handled promptly: the commit's NOTIFY wakes the idle relay.
 func TestNotifyWakesIdleRelay(t *testing.T) {
 	f := newFixture(t)
-	n := startNotifier(t, f)
 	handled := make(chan time.Time, 1)
-	cfg := relayConfig(func(context.Context, outbox.Message) error {
+	idleRelay(t, f, relay.ModeClaim, func(context.Context, outbox.Message) error {
 		handled <- time.Now()
 		return nil
 	})
-	cfg.PollInterval = time.Minute
-	cfg.Wakeups = n
-	runRelay(t, newRelay(t, f.store, cfg))
-	time.Sleep(200 * time.Millisecond) // the relay's first claim finds nothing; it now sleeps
 
 	producer := outbox.NewPostgresStore(pgtestPool(t, f)) // another connection pool
 	sent := time.Now()
@@ -370,13 +365,8 @@ func TestNotifyWakesIdleRelay(t *testing.T) {
 // Without NOTIFY (WithNotify(false)) the same relay waits for its poll.
 func TestWithoutNotifyIdleRelayWaitsForPoll(t *testing.T) {
 	f := newFixture(t)
-	n := startNotifier(t, f)
 	var calls atomic.Int32
-	cfg := relayConfig(func(context.Context, outbox.Message) error { calls.Add(1); return nil })
-	cfg.PollInterval = time.Minute
-	cfg.Wakeups = n
-	runRelay(t, newRelay(t, f.store, cfg))
-	time.Sleep(200 * time.Millisecond)
+	idleRelay(t, f, relay.ModeClaim, func(context.Context, outbox.Message) error { calls.Add(1); return nil })
 	quiet := outbox.NewPostgresStore(f.pool, outbox.WithNotify(false))
 	if _, err := quiet.Enqueue(f.ctx, draft(`{}`)); err != nil {
 		t.Fatal(err)
@@ -452,13 +442,8 @@ func TestRelayConfigValidation(t *testing.T) {
 // wake-up it claims until caught up and follows up shortly after.
 func TestNotifyBurstIsHandledWithoutWaitingForPoll(t *testing.T) {
 	f := newFixture(t)
-	n := startNotifier(t, f)
 	var handled atomic.Int32
-	cfg := relayConfig(func(context.Context, outbox.Message) error { handled.Add(1); return nil })
-	cfg.PollInterval = time.Minute
-	cfg.Wakeups = n
-	runRelay(t, newRelay(t, f.store, cfg))
-	time.Sleep(200 * time.Millisecond)
+	idleRelay(t, f, relay.ModeClaim, func(context.Context, outbox.Message) error { handled.Add(1); return nil })
 	const burst = 60
 	for i := range burst {
 		if _, err := f.store.Enqueue(f.ctx, draft(itoa(i))); err != nil {

@@ -15,7 +15,7 @@ import (
 const prompt = 5 * time.Second
 
 // idleRelay starts a relay that polls once a minute, with wake-ups from a
-// notifier, and waits until it is idle. handled receives each message's id.
+// notifier, and waits until it is idle; h handles the messages.
 func idleRelay(t *testing.T, f *fixture, mode relay.Mode, h relay.Handler) {
 	t.Helper()
 	n := startNotifier(t, f)

@@ -90,10 +90,7 @@ func (c *claimLoop) run(ctx context.Context) {
 				return
 			}
 			failures++
-			delay := min(cfg.PollInterval<<min(failures, 5), 30*time.Second)
-			cfg.Logger.WarnContext(ctx, "relay: claim failed; retrying", "lane", cfg.Lane, "target", cfg.Target,
-				"error", err, "retry_in", delay)
-			sleep(ctx, delay)
+			backOff(ctx, cfg, failures, "claim", err)
 			continue
 		}
 		failures = 0

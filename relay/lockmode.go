@@ -45,10 +45,7 @@ func (l *lockLoop) run(ctx context.Context) {
 		cancel()
 		if err != nil {
 			failures++
-			delay := min(cfg.PollInterval<<min(failures, 5), 30*time.Second)
-			cfg.Logger.WarnContext(ctx, "relay: locking a batch failed; retrying", "lane", cfg.Lane, "target", cfg.Target,
-				"error", err, "retry_in", delay)
-			sleep(ctx, delay)
+			backOff(ctx, cfg, failures, "locking a batch", err)
 			continue
 		}
 		failures = 0

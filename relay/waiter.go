@@ -124,3 +124,13 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-t.C:
 	}
 }
+
+// backOff logs a failed claim or lock and sleeps before the next try: the
+// poll interval doubled for each failure in a row (up to 32 times the
+// interval), and never more than 30 s.
+func backOff(ctx context.Context, cfg *Config, failures int, what string, err error) {
+	delay := min(cfg.PollInterval<<min(failures, 5), 30*time.Second)
+	cfg.Logger.WarnContext(ctx, "relay: "+what+" failed; retrying", "lane", cfg.Lane, "target", cfg.Target,
+		"error", err, "retry_in", delay)
+	sleep(ctx, delay)
+}

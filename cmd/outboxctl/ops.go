@@ -58,6 +58,20 @@ func (f storeFlags) open(ctx context.Context) (*pgxpool.Pool, *outbox.PostgresSt
 	return pool, store, nil
 }
 
+// call opens the store the flags name, runs one operation on it and closes
+// it again. Bad input the database found comes back as a usage error (see
+// asUsage).
+func call[T any](ctx context.Context, f storeFlags, op func(*outbox.PostgresStore) (T, error)) (T, error) {
+	pool, store, err := f.open(ctx)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer pool.Close()
+	res, err := op(store)
+	return res, asUsage(err)
+}
+
 // asUsage turns validation errors and dedupe conflicts (bad input the
 // database found) into usage errors (exit 2).
 func asUsage(err error) error {
@@ -154,14 +168,9 @@ func runList(ctx context.Context, args []string, std stdio) error {
 	if err := filter.Validate(); err != nil {
 		return usageError{err}
 	}
-	pool, store, err := sf.open(ctx)
+	msgs, err := call(ctx, sf, func(s *outbox.PostgresStore) ([]outbox.Message, error) { return s.List(ctx, filter) })
 	if err != nil {
 		return err
-	}
-	defer pool.Close()
-	msgs, err := store.List(ctx, filter)
-	if err != nil {
-		return asUsage(err)
 	}
 	if len(msgs) == *limit {
 		fmt.Fprintf(std.errOut, "more may follow: --after %s\n", msgs[len(msgs)-1].ID)
@@ -215,12 +224,7 @@ func runGet(ctx context.Context, args []string, std stdio) error {
 	if err := validate.ID("id", id); err != nil {
 		return usageError{err}
 	}
-	pool, store, err := sf.open(ctx)
-	if err != nil {
-		return err
-	}
-	defer pool.Close()
-	m, err := store.Get(ctx, id)
+	m, err := call(ctx, sf, func(s *outbox.PostgresStore) (outbox.Message, error) { return s.Get(ctx, id) })
 	if errors.Is(err, outbox.ErrNotFound) {
 		return usagef("no message with id %q in this scope", id)
 	}
@@ -386,14 +390,9 @@ func runRedrive(ctx context.Context, args []string, std stdio) error {
 	if err := req.Validate(); err != nil {
 		return usageError{err}
 	}
-	pool, store, err := sf.open(ctx)
+	res, err := call(ctx, sf, func(s *outbox.PostgresStore) (outbox.RedriveResult, error) { return s.Redrive(ctx, req) })
 	if err != nil {
 		return err
-	}
-	defer pool.Close()
-	res, err := store.Redrive(ctx, req)
-	if err != nil {
-		return asUsage(err)
 	}
 	if *sf.json {
 		return writeJSON(std.out, map[string]any{"redriven": res.Redriven, "not_dead": nonNil(res.NotDead)})
@@ -521,14 +520,9 @@ func runEnqueue(ctx context.Context, args []string, std stdio) error {
 	if err := d.Validate(); err != nil {
 		return usageError{err}
 	}
-	pool, store, err := sf.open(ctx)
+	res, err := call(ctx, sf, func(s *outbox.PostgresStore) (outbox.EnqueueResult, error) { return s.Enqueue(ctx, d) })
 	if err != nil {
 		return err
-	}
-	defer pool.Close()
-	res, err := store.Enqueue(ctx, d)
-	if err != nil {
-		return asUsage(err)
 	}
 	if *sf.json {
 		return writeJSON(std.out, map[string]any{"message": toJSON(res.Message), "deduplicated": res.Deduplicated})
