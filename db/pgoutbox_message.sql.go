@@ -591,39 +591,51 @@ func (q *Queries) MessageExtendLeases(ctx context.Context, arg MessageExtendLeas
 
 const messageFinishLocked = `-- name: MessageFinishLocked :many
 UPDATE pgoutbox_message m
-SET status = CASE
-        WHEN o.ok THEN 'delivered'
-        WHEN o.permanent OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
-        ELSE 'pending'
-    END,
-    attempt_count = m.attempt_count + 1,
-    available_at = CASE
-        WHEN NOT o.ok AND NOT o.permanent AND m.attempt_count + 1 < m.max_attempts
-        THEN coalesce($1::timestamptz, statement_timestamp())
-             + o.retry_after_micros * interval '1 microsecond'
-        ELSE m.available_at
-    END,
-    last_error = CASE WHEN o.ok THEN m.last_error ELSE o.reason END,
-    ordering_key_released = $2::boolean AND m.ordering_key IS NOT NULL
-        AND NOT o.ok
-        AND (o.permanent OR m.attempt_count + 1 >= m.max_attempts),
-    updated_at = coalesce($1::timestamptz, statement_timestamp())
+SET (status, attempt_count, available_at, last_error, ordering_key_released, updated_at) = (
+    SELECT CASE
+               WHEN o.ok THEN 'delivered'
+               WHEN o.permanent OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
+               ELSE 'pending'
+           END,
+           m.attempt_count + 1,
+           CASE
+               WHEN NOT o.ok AND NOT o.permanent AND m.attempt_count + 1 < m.max_attempts
+               THEN k.now + o.retry_after_micros * interval '1 microsecond'
+               ELSE m.available_at
+           END,
+           CASE WHEN o.ok THEN m.last_error ELSE o.reason END,
+           k.release_keys AND m.ordering_key IS NOT NULL
+               AND NOT o.ok
+               AND (o.permanent OR m.attempt_count + 1 >= m.max_attempts),
+           k.now
+    FROM (
+        SELECT (k.oks)[p.i] AS ok,
+               (k.permanents)[p.i] AS permanent,
+               (k.retry_after_micros)[p.i] AS retry_after_micros,
+               (k.reasons)[p.i] AS reason,
+               k.now
+        FROM (SELECT array_position(k.ids, m.id) AS i) p
+    ) o
+)
 FROM (
-    SELECT unnest($4::bigint[]) AS id,
-           unnest($5::boolean[]) AS ok,
-           unnest($6::boolean[]) AS permanent,
-           unnest($7::bigint[]) AS retry_after_micros,
-           unnest($8::text[]) AS reason
-) o
-WHERE m.id = o.id
-  AND m.scope = $3::text
+    -- One row: the statement's parameters, named once.
+    SELECT coalesce($2::timestamptz, statement_timestamp()) AS now,
+           $3::boolean AS release_keys,
+           $4::bigint[] AS ids,
+           $5::boolean[] AS oks,
+           $6::boolean[] AS permanents,
+           $7::bigint[] AS retry_after_micros,
+           $8::text[] AS reasons
+) k
+WHERE m.id = ANY(k.ids)
+  AND m.scope = $1::text
 RETURNING m.id, m.status
 `
 
 type MessageFinishLockedParams struct {
+	Scope            string
 	Now              *time.Time
 	ReleaseKeys      bool
-	Scope            string
 	IDs              []int64
 	Oks              []bool
 	Permanents       []bool
@@ -639,16 +651,19 @@ type MessageFinishLockedRow struct {
 // Writes the outcome of a locked batch: successes delivered; failures
 // pending again after their retry delay, or dead letters when permanent or
 // out of attempts. Every outcome counts an attempt. The arrays hold one
-// outcome per position, for ids the caller holds locked, each once. The
-// unnested outcomes drive the update, each finding its row by one
-// primary-key probe (integration's TestBatchStatementsProbeOncePerItem
-// checks the plan, generic and custom: a plan that compared every row with
-// every outcome cost claim mode half its rate in MessageAckMany).
+// outcome per position, for ids the caller holds locked, each once.
+//
+// No join (see MessageAckMany): rows are found by id = ANY, and each row
+// reads its outcome at its id's position, found once per row by the
+// sub-select. A join of the rows to the unnested outcomes was planned, for
+// a scope the statistics had not seen (estimated at one row), as a
+// sequential scan compared with every outcome: 1,279,744 comparisons and
+// 354 ms for a batch of 256 in 5,000 rows.
 func (q *Queries) MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error) {
 	rows, err := q.db.Query(ctx, messageFinishLocked,
+		arg.Scope,
 		arg.Now,
 		arg.ReleaseKeys,
-		arg.Scope,
 		arg.IDs,
 		arg.Oks,
 		arg.Permanents,

@@ -127,11 +127,14 @@ type Querier interface {
 	// Writes the outcome of a locked batch: successes delivered; failures
 	// pending again after their retry delay, or dead letters when permanent or
 	// out of attempts. Every outcome counts an attempt. The arrays hold one
-	// outcome per position, for ids the caller holds locked, each once. The
-	// unnested outcomes drive the update, each finding its row by one
-	// primary-key probe (integration's TestBatchStatementsProbeOncePerItem
-	// checks the plan, generic and custom: a plan that compared every row with
-	// every outcome cost claim mode half its rate in MessageAckMany).
+	// outcome per position, for ids the caller holds locked, each once.
+	//
+	// No join (see MessageAckMany): rows are found by id = ANY, and each row
+	// reads its outcome at its id's position, found once per row by the
+	// sub-select. A join of the rows to the unnested outcomes was planned, for
+	// a scope the statistics had not seen (estimated at one row), as a
+	// sequential scan compared with every outcome: 1,279,744 comparisons and
+	// 354 ms for a batch of 256 in 5,000 rows.
 	MessageFinishLocked(ctx context.Context, arg MessageFinishLockedParams) ([]MessageFinishLockedRow, error)
 	MessageGet(ctx context.Context, arg MessageGetParams) (PgoutboxMessage, error)
 	// The message holding a dedupe key, and whether its payload is the same JSON

@@ -991,36 +991,51 @@ ORDER BY m.available_at, m.id;
 -- Writes the outcome of a locked batch: successes delivered; failures
 -- pending again after their retry delay, or dead letters when permanent or
 -- out of attempts. Every outcome counts an attempt. The arrays hold one
--- outcome per position, for ids the caller holds locked, each once. The
--- unnested outcomes drive the update, each finding its row by one
--- primary-key probe (integration's TestBatchStatementsProbeOncePerItem
--- checks the plan, generic and custom: a plan that compared every row with
--- every outcome cost claim mode half its rate in MessageAckMany).
+-- outcome per position, for ids the caller holds locked, each once.
+--
+-- No join (see MessageAckMany): rows are found by id = ANY, and each row
+-- reads its outcome at its id's position, found once per row by the
+-- sub-select. A join of the rows to the unnested outcomes was planned, for
+-- a scope the statistics had not seen (estimated at one row), as a
+-- sequential scan compared with every outcome: 1,279,744 comparisons and
+-- 354 ms for a batch of 256 in 5,000 rows.
 UPDATE pgoutbox_message m
-SET status = CASE
-        WHEN o.ok THEN 'delivered'
-        WHEN o.permanent OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
-        ELSE 'pending'
-    END,
-    attempt_count = m.attempt_count + 1,
-    available_at = CASE
-        WHEN NOT o.ok AND NOT o.permanent AND m.attempt_count + 1 < m.max_attempts
-        THEN coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-             + o.retry_after_micros * interval '1 microsecond'
-        ELSE m.available_at
-    END,
-    last_error = CASE WHEN o.ok THEN m.last_error ELSE o.reason END,
-    ordering_key_released = @release_keys::boolean AND m.ordering_key IS NOT NULL
-        AND NOT o.ok
-        AND (o.permanent OR m.attempt_count + 1 >= m.max_attempts),
-    updated_at = coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+SET (status, attempt_count, available_at, last_error, ordering_key_released, updated_at) = (
+    SELECT CASE
+               WHEN o.ok THEN 'delivered'
+               WHEN o.permanent OR m.attempt_count + 1 >= m.max_attempts THEN 'dead_letter'
+               ELSE 'pending'
+           END,
+           m.attempt_count + 1,
+           CASE
+               WHEN NOT o.ok AND NOT o.permanent AND m.attempt_count + 1 < m.max_attempts
+               THEN k.now + o.retry_after_micros * interval '1 microsecond'
+               ELSE m.available_at
+           END,
+           CASE WHEN o.ok THEN m.last_error ELSE o.reason END,
+           k.release_keys AND m.ordering_key IS NOT NULL
+               AND NOT o.ok
+               AND (o.permanent OR m.attempt_count + 1 >= m.max_attempts),
+           k.now
+    FROM (
+        SELECT (k.oks)[p.i] AS ok,
+               (k.permanents)[p.i] AS permanent,
+               (k.retry_after_micros)[p.i] AS retry_after_micros,
+               (k.reasons)[p.i] AS reason,
+               k.now
+        FROM (SELECT array_position(k.ids, m.id) AS i) p
+    ) o
+)
 FROM (
-    SELECT unnest(@ids::bigint[]) AS id,
-           unnest(@oks::boolean[]) AS ok,
-           unnest(@permanents::boolean[]) AS permanent,
-           unnest(@retry_after_micros::bigint[]) AS retry_after_micros,
-           unnest(@reasons::text[]) AS reason
-) o
-WHERE m.id = o.id
+    -- One row: the statement's parameters, named once.
+    SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now,
+           @release_keys::boolean AS release_keys,
+           @ids::bigint[] AS ids,
+           @oks::boolean[] AS oks,
+           @permanents::boolean[] AS permanents,
+           @retry_after_micros::bigint[] AS retry_after_micros,
+           @reasons::text[] AS reasons
+) k
+WHERE m.id = ANY(k.ids)
   AND m.scope = @scope::text
 RETURNING m.id, m.status;
