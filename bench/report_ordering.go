@@ -415,27 +415,10 @@ func (r *report) claimPlansSection(w func(string, ...any)) {
 // keyLines are a plan's first lines (duration, top node) and its head
 // walk, with the buffers each node read.
 func keyLines(plan string) string {
-	lines := strings.Split(plan, "\n")
-	var out []string
-	if len(lines) > 0 {
-		out = append(out, lines[0])
-	}
-	if len(lines) > 1 {
-		out = append(out, lines[1])
-	}
-	in, depth := false, 0
-	for _, l := range lines[1:] {
-		trimmed := strings.TrimLeft(l, " ")
-		indent := len(l) - len(trimmed)
-		if strings.HasPrefix(trimmed, "CTE ") {
-			in = strings.HasPrefix(trimmed, "CTE heads_")
-			depth = indent
-		} else if in && indent <= depth && trimmed != "" {
-			in = false
-		}
-		if in {
-			out = append(out, l)
-		}
+	lines := strings.SplitN(plan, "\n", 3)
+	out := lines[:min(len(lines), 2)]
+	if walk := headWalk(plan); walk != "" {
+		out = append(out, walk)
 	}
 	return strings.Join(out, "\n")
 }

@@ -107,14 +107,6 @@ func batchPlans(t *testing.T, f *fixture, mode string, batch int) {
 	}
 }
 
-func receipts(msgs []outbox.Message) []outbox.Receipt {
-	r := make([]outbox.Receipt, len(msgs))
-	for i, m := range msgs {
-		r[i] = outbox.Receipt{ID: m.ID, ClaimToken: m.ClaimToken}
-	}
-	return r
-}
-
 // loggedPlan is one statement's plan as auto_explain sent it to the session.
 type loggedPlan struct {
 	Plan json.RawMessage `json:"Plan"`

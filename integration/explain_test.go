@@ -196,11 +196,7 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 	req := claimReq(100, time.Minute, "c")
 	for range 10 {
 		ms := f.claim(store, req)
-		receipts := make([]outbox.Receipt, len(ms))
-		for i, m := range ms {
-			receipts[i] = m.Receipt()
-		}
-		if _, _, err := store.ClaimAndAck(f.ctx, req, receipts); err != nil {
+		if _, _, err := store.ClaimAndAck(f.ctx, req, receipts(ms)); err != nil {
 			t.Fatal(err)
 		}
 		f.enqueue(store, draft(`{}`))

@@ -140,3 +140,12 @@ func pgtestPool(t *testing.T, f *fixture) *pgxpool.Pool {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// receipts are the claims on msgs, in order.
+func receipts(msgs []outbox.Message) []outbox.Receipt {
+	r := make([]outbox.Receipt, len(msgs))
+	for i, m := range msgs {
+		r[i] = m.Receipt()
+	}
+	return r
+}

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -147,12 +148,7 @@ func nonNilUUID(s []pgtype.UUID) []pgtype.UUID {
 // lock timeout allows.
 func TestMigrationsRunOnlineUnderTraffic(t *testing.T) {
 	t.Parallel()
-	d := pgtest.NewEmptyDB(t, "template1")
-	db := openSQL(t, d.URL)
-	if err := outbox.MigrateTo(t.Context(), db, 1); err != nil {
-		t.Fatal(err)
-	}
-	pool := pgtest.Pool(t, d.URL)
+	db, pool := atVersion1(t)
 	o := &onlineTraffic{t: t, handled: map[string]int{}}
 	insert, claim := release1(t, "insert"), release1(t, "claim")
 
@@ -249,12 +245,7 @@ func TestMigrationsRunOnlineUnderTraffic(t *testing.T) {
 // transaction ends. Producers wait at most about one lock timeout.
 func TestMigrationWaitsOutALongTransaction(t *testing.T) {
 	t.Parallel()
-	d := pgtest.NewEmptyDB(t, "template1")
-	db := openSQL(t, d.URL)
-	if err := outbox.MigrateTo(t.Context(), db, 1); err != nil {
-		t.Fatal(err)
-	}
-	pool := pgtest.Pool(t, d.URL)
+	db, pool := atVersion1(t)
 	long, err := pool.Begin(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -289,4 +280,16 @@ func TestMigrationWaitsOutALongTransaction(t *testing.T) {
 	}
 	t.Logf("migration 2 took %s behind a 5 s transaction; %d messages produced meanwhile, the slowest insert %s",
 		took.Round(time.Millisecond), o.produced.Load(), time.Duration(o.slowest.Load()).Round(time.Millisecond))
+}
+
+// atVersion1 creates a database migrated to the first release's schema
+// (version 1) and returns it for migrations and as a pool for traffic.
+func atVersion1(t *testing.T) (*sql.DB, *pgxpool.Pool) {
+	t.Helper()
+	d := pgtest.NewEmptyDB(t, "template1")
+	db := openSQL(t, d.URL)
+	if err := outbox.MigrateTo(t.Context(), db, 1); err != nil {
+		t.Fatal(err)
+	}
+	return db, pgtest.Pool(t, d.URL)
 }

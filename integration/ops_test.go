@@ -20,11 +20,7 @@ func (f *fixture) deliverAll(s *outbox.PostgresStore) int {
 		if len(got) == 0 {
 			return n
 		}
-		rc := make([]outbox.Receipt, len(got))
-		for i, m := range got {
-			rc[i] = m.Receipt()
-		}
-		if _, err := s.AckMany(f.ctx, rc); err != nil {
+		if _, err := s.AckMany(f.ctx, receipts(got)); err != nil {
 			f.t.Fatal(err)
 		}
 		n += len(got)

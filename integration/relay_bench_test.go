@@ -1,8 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
-	"strconv"
 	"testing"
 
 	"github.com/pgoutbox/pgoutbox/internal/benchkit"
@@ -34,18 +32,7 @@ func BenchmarkRelayDrain(b *testing.B) {
 	d := pgtest.NewDB(b)
 	ctx := b.Context()
 	store := outbox.NewPostgresStore(d.Pool, outbox.WithNotify(false))
-	const batch = 1000
-	drafts := make([]outbox.Draft, 0, batch)
-	for i := range b.N {
-		drafts = append(drafts, outbox.Draft{Lane: "bench", Target: "drain",
-			Payload: json.RawMessage(`{"order_id":` + strconv.Itoa(i) + `,"event":"order_placed","total_cents":4200}`)})
-		if len(drafts) == batch || i == b.N-1 {
-			if _, err := store.EnqueueMany(ctx, drafts); err != nil {
-				b.Fatal(err)
-			}
-			drafts = drafts[:0]
-		}
-	}
+	benchkit.FillDrainBench(b, store, b.N)
 	if _, err := d.Pool.Exec(ctx, "VACUUM ANALYZE pgoutbox_message"); err != nil {
 		b.Fatal(err)
 	}

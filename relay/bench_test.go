@@ -1,13 +1,10 @@
 package relay_test
 
 import (
-	"encoding/json"
-	"strconv"
 	"testing"
 
 	"github.com/pgoutbox/pgoutbox/internal/benchkit"
 	"github.com/pgoutbox/pgoutbox/memstore"
-	"github.com/pgoutbox/pgoutbox/outbox"
 )
 
 // BenchmarkRelayDrainMemstore measures what one relay allocates per
@@ -31,18 +28,6 @@ import (
 // `go tool pprof -sample_index=alloc_objects -top mem.out`.
 func BenchmarkRelayDrainMemstore(b *testing.B) {
 	store := memstore.New()
-	ctx := b.Context()
-	const batch = 1000
-	drafts := make([]outbox.Draft, 0, batch)
-	for i := range b.N {
-		drafts = append(drafts, outbox.Draft{Lane: "bench", Target: "drain",
-			Payload: json.RawMessage(`{"order_id":` + strconv.Itoa(i) + `,"event":"order_placed","total_cents":4200}`)})
-		if len(drafts) == batch || i == b.N-1 {
-			if _, err := store.EnqueueMany(ctx, drafts); err != nil {
-				b.Fatal(err)
-			}
-			drafts = drafts[:0]
-		}
-	}
+	benchkit.FillDrainBench(b, store, b.N)
 	benchkit.DrainBench(b, store, b.N)
 }

@@ -2,7 +2,9 @@ package benchkit
 
 import (
 	"context"
+	"encoding/json"
 	"runtime"
+	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -10,6 +12,27 @@ import (
 	"github.com/pgoutbox/pgoutbox/outbox"
 	"github.com/pgoutbox/pgoutbox/relay"
 )
+
+// FillDrainBench enqueues total messages (order events of a few dozen
+// bytes) for DrainBench into store, in batches of 1,000.
+func FillDrainBench(b *testing.B, store interface {
+	EnqueueMany(context.Context, []outbox.Draft) ([]outbox.EnqueueResult, error)
+}, total int,
+) {
+	b.Helper()
+	const batch = 1000
+	drafts := make([]outbox.Draft, 0, batch)
+	for i := range total {
+		drafts = append(drafts, outbox.Draft{Lane: "bench", Target: "drain",
+			Payload: json.RawMessage(`{"order_id":` + strconv.Itoa(i) + `,"event":"order_placed","total_cents":4200}`)})
+		if len(drafts) == batch || i == total-1 {
+			if _, err := store.EnqueueMany(b.Context(), drafts); err != nil {
+				b.Fatal(err)
+			}
+			drafts = drafts[:0]
+		}
+	}
+}
 
 // DrainBench has one relay (claim mode, concurrency 256, a no-op handler)
 // deliver total messages already in store (lane "bench", target "drain"), timed from its start until Run
