@@ -91,6 +91,11 @@ type Querier interface {
 	// unchanged and are released when the statement's transaction ends. In the
 	// steady state the expired branch is empty and costs one index probe.
 	//
+	// Locked rows are found again by their tid (ctid) instead of their id: a row
+	// this statement holds locked cannot be updated by anyone else, so the tid
+	// of the locked version names it until the statement ends, and finding it
+	// costs no index descent. A tid never leaves the statement.
+	//
 	// The same statement acks the claimer's previous successes (@ack_ids with
 	// @ack_tokens at the same positions, matched and fenced as in
 	// MessageAckMany): a relay that keeps up pays one statement and one commit
@@ -108,7 +113,9 @@ type Querier interface {
 	// The clock is read once, in a CTE, so every row of one claim carries the same
 	// timestamps. The result holds the claimed rows (status 'claimed'), then the
 	// rows dead-lettered on the way (status 'dead_letter'), then the acked rows
-	// (status 'delivered').
+	// (status 'delivered'). skipped is, on a claimed keyed row, how many heads
+	// that looked claimable the walk had passed, held by other claimers, before
+	// it reached the row, and 0 on every other row.
 	// Heads of the keys after @after_key, in key order.
 	// Then, wrapping around, the heads of the keys up to @after_key.
 	// The walk is read lazily: the second half runs only when the first found

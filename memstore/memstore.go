@@ -47,6 +47,10 @@ type row struct {
 }
 
 // state is shared by a store and its scoped views.
+// keyCursor names a claimer's place in the ordering keys of a lane and
+// target: each claimer (ConsumerID) takes its own turns, as in PostgresStore.
+type keyCursor struct{ queue, claimer string }
+
 type state struct {
 	mu          sync.Mutex
 	clock       func() time.Time
@@ -54,7 +58,7 @@ type state struct {
 	releaseKeys bool
 	nextID      int64
 	rows        map[int64]*row
-	keyCursors  map[string]string // wakeup.Key -> the last ordering key served
+	keyCursors  map[keyCursor]string // the last ordering key each claimer served
 	subs        map[string]map[chan relay.Wakeup]struct{}
 }
 
@@ -86,7 +90,7 @@ func WithSkipDeadLetters(on bool) Option {
 // New returns an empty store.
 func New(opts ...Option) *Store {
 	st := &state{
-		clock: time.Now, rows: map[int64]*row{}, keyCursors: map[string]string{},
+		clock: time.Now, rows: map[int64]*row{}, keyCursors: map[keyCursor]string{},
 		subs: map[string]map[chan relay.Wakeup]struct{}{},
 	}
 	for _, o := range opts {
@@ -313,7 +317,7 @@ func (s *Store) ClaimAndAck(_ context.Context, r outbox.ClaimRequest, acks []out
 		out = append(out, clone(m))
 		served = append(served, m.OrderingKey)
 	}
-	cursor := wakeup.Key(s.scope, r.Lane, r.Target)
+	cursor := keyCursor{wakeup.Key(s.scope, r.Lane, r.Target), r.ConsumerID}
 	st.keyCursors[cursor] = keywalk.Next(st.keyCursors[cursor], served)
 	s.ack(acks, held, now)
 	return out, held, nil
@@ -334,7 +338,7 @@ func (s *Store) claimableHeads(r outbox.ClaimRequest, now time.Time) []int64 {
 			heads[m.OrderingKey], ids[m] = m, id
 		}
 	}
-	from := st.keyCursors[wakeup.Key(s.scope, r.Lane, r.Target)]
+	from := st.keyCursors[keyCursor{wakeup.Key(s.scope, r.Lane, r.Target), r.ConsumerID}]
 	keys := slices.Collect(maps.Keys(heads))
 	slices.SortFunc(keys, func(a, b string) int {
 		switch {

@@ -2,6 +2,7 @@ package outbox
 
 import (
 	"cmp"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -37,9 +38,41 @@ type claimCursor struct {
 	id       int64
 	scanned  time.Time // when the last full scan that reached the cursor ran
 	hasFirst bool
-	// The keyed cursor: the last ordering key served. Claims walk the keys
-	// from the next one on, so keys are served round robin.
-	key string
+	// The keyed cursors: the last ordering key each claimer (ConsumerID)
+	// served. A claimer's walk starts at the next key, so keys are served
+	// round robin.
+	keys map[string]string
+	// sample holds keys served lately, for walks that jump (see crowded).
+	sample []string
+}
+
+// Each claimer keeps its own place in the keys. Claimers sharing one place
+// would start their walks together, and each would read, and try to lock,
+// the heads the others are claiming. Claimers with places of their own still
+// trail one another: each starts where the one before it is still working,
+// walks over that one's heads and takes the ones after them, and the next
+// does the same to it. A walk that finds most of what it reads held by
+// others (crowded) therefore sends its claimer to a random key it has seen
+// served, so that concurrent claimers spread over the keys and each walks
+// keys of its own. A lone claimer is never crowded, and keeps strict turns.
+const (
+	sampleKeys     = 256 // keys a cursor remembers for jumps
+	samplePerClaim = 8   // keys a claim adds to the sample
+	maxKeyClaimers = 64  // claimers a cursor keeps places for
+)
+
+// keyWalk is what a claim statement's walk of the ordering keys saw: the
+// keyed heads it claimed, and how many heads that looked claimable it passed
+// on the way because other claimers held them.
+type keyWalk struct {
+	heads   int
+	skipped int64
+}
+
+// crowded reports whether the walk passed more than one held head for every
+// two it took.
+func (w keyWalk) crowded() bool {
+	return w.heads > 0 && 2*w.skipped > int64(w.heads)
 }
 
 // cursorStart is where one claim statement starts: unkeyed due messages
@@ -78,12 +111,12 @@ func scanFromStart() (time.Time, int64) {
 	return time.Date(cursorStartsAt, 1, 1, 0, 0, 0, 0, time.UTC), noCursorID
 }
 
-// start returns where the next claim of limit messages should start.
-func (c *claimCursors) start(key string, limit int) cursorStart {
+// start returns where claimer's next claim of limit messages should start.
+func (c *claimCursors) start(key, claimer string, limit int) cursorStart {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cur := c.m[key]
-	s := cursorStart{key: cur.key}
+	s := cursorStart{key: cur.keys[claimer]}
 	if !cur.hasFirst || limit < cursorMinLimit || c.now().Sub(cur.scanned) >= cursorRescan {
 		s.at, s.id = scanFromStart()
 		return s
@@ -92,17 +125,35 @@ func (c *claimCursors) start(key string, limit int) cursorStart {
 	return s
 }
 
-// record updates the cursors after a claim of limit messages that started at
-// from and got claimed (keys are their ids).
-func (c *claimCursors) record(key string, from cursorStart, limit int, claimed []Message, keys []int64) {
+// record updates the cursors after claimer's claim of limit messages that
+// started at from and got claimed (keys are their ids), walking the keys as
+// walk says.
+func (c *claimCursors) record(key, claimer string, from cursorStart, limit int, claimed []Message, keys []int64, walk keyWalk) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cur, had := c.m[key]
-	served := make([]string, len(claimed))
-	for i, m := range claimed {
-		served[i] = m.OrderingKey
+	served := make([]string, 0, len(claimed))
+	for _, m := range claimed {
+		if m.OrderingKey != "" {
+			served = append(served, m.OrderingKey)
+		}
 	}
-	cur.key = keywalk.Next(from.key, served)
+	next := keywalk.Next(from.key, served)
+	if walk.crowded() && len(cur.sample) > 0 {
+		next = cur.sample[rand.IntN(len(cur.sample))] //nolint:gosec // spreads claimers; nothing secret
+	}
+	cur.sample = addToSample(cur.sample, served)
+	if _, known := cur.keys[claimer]; !known && len(cur.keys) >= maxKeyClaimers {
+		clear(cur.keys) // forgotten claimers start their walks from the first key
+	}
+	if next == "" {
+		delete(cur.keys, claimer)
+	} else {
+		if cur.keys == nil {
+			cur.keys = map[string]string{}
+		}
+		cur.keys[claimer] = next
+	}
 	var unkeyed []int
 	for i, m := range claimed {
 		if m.OrderingKey == "" {
@@ -128,7 +179,7 @@ func (c *claimCursors) record(key string, from cursorStart, limit int, claimed [
 	}
 	if !had && len(c.m) >= maxCursorKeys {
 		for k, v := range c.m {
-			if v.key == "" && c.now().Sub(v.scanned) >= cursorRescan {
+			if len(v.keys) == 0 && c.now().Sub(v.scanned) >= cursorRescan {
 				delete(c.m, k)
 			}
 		}
@@ -136,11 +187,29 @@ func (c *claimCursors) record(key string, from cursorStart, limit int, claimed [
 			clear(c.m) // forgetting a cursor costs one full scan, or one lap of keys out of turn
 		}
 	}
-	if cur.key == "" && !cur.hasFirst {
+	if len(cur.keys) == 0 && !cur.hasFirst {
 		delete(c.m, key)
 		return
 	}
 	c.m[key] = cur
+}
+
+// addToSample adds up to samplePerClaim of served, spread over it, to
+// sample, which holds at most sampleKeys keys (a full one replaces keys at
+// random).
+func addToSample(sample, served []string) []string {
+	if len(served) == 0 {
+		return sample
+	}
+	step := max(len(served)/samplePerClaim, 1)
+	for i := 0; i < len(served); i += step {
+		if len(sample) < sampleKeys {
+			sample = append(sample, served[i])
+		} else {
+			sample[rand.IntN(sampleKeys)] = served[i] //nolint:gosec // a sample; nothing secret
+		}
+	}
+	return sample
 }
 
 // after reports whether (at, id) comes after (refAt, refID) in claim order.

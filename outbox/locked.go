@@ -106,7 +106,9 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 }, r LockRequest,
 ) (*LockedBatch, error) {
 	key := wakeup.Key(s.scope, r.Lane, r.Target)
-	start := s.cfg.cursors.start(key, r.Limit)
+	// Lock-mode batches share their store's key cursor: LockRequest names
+	// no claimer.
+	start := s.cfg.cursors.start(key, "", r.Limit)
 	tx, err := begin.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lock batch: %w", err)
@@ -133,7 +135,7 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 		_ = tx.Rollback(ctx)
 		return nil, err
 	}
-	s.cfg.cursors.record(key, start, r.Limit, msgs, keys)
+	s.cfg.cursors.record(key, "", start, r.Limit, msgs, keys, keyWalk{})
 	if len(msgs) == r.Limit {
 		s.cfg.plans.backlog()
 	}

@@ -220,8 +220,8 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 		return nil, nil, fmt.Errorf("outbox: claim: %w", verr)
 	}
 	key := wakeup.Key(s.scope, r.Lane, r.Target)
-	start := s.cfg.cursors.start(key, r.Limit)
-	claimed, keys, held, err := s.claim(ctx, r, r.Limit, start, ackIDs, ackTokens)
+	start := s.cfg.cursors.start(key, r.ConsumerID, r.Limit)
+	claimed, keys, walk, held, err := s.claim(ctx, r, r.Limit, start, ackIDs, ackTokens)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -231,21 +231,21 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 		// The backlog behind the cursor is drained: scan from the start
 		// once, for messages that became due behind it.
 		full := start.rescan()
-		more, moreKeys, _, err := s.claim(ctx, r, r.Limit-len(claimed), full, nil, nil)
+		more, moreKeys, _, _, err := s.claim(ctx, r, r.Limit-len(claimed), full, nil, nil)
 		if err != nil {
 			// The first statement committed: its claims and acks stand and
 			// the caller must get them, or they would sit claimed by nobody
 			// until their lease ends. The next claim scans from the start.
 			s.cfg.logger.WarnContext(ctx, "outbox: claim: follow-up scan from the start failed",
 				"lane", r.Lane, "target", r.Target, "error", err)
-			s.cfg.cursors.record(key, start, r.Limit, claimed, keys)
+			s.cfg.cursors.record(key, r.ConsumerID, start, r.Limit, claimed, keys, walk)
 			return claimed, acked, nil
 		}
 		start = full
 		claimed, keys = append(claimed, more...), append(keys, moreKeys...)
 		sortClaimed(claimed, keys)
 	}
-	s.cfg.cursors.record(key, start, r.Limit, claimed, keys)
+	s.cfg.cursors.record(key, r.ConsumerID, start, r.Limit, claimed, keys, walk)
 	if len(claimed) == r.Limit {
 		s.cfg.plans.backlog()
 	}
@@ -257,7 +257,7 @@ func (s *PostgresStore) ClaimAndAck(ctx context.Context, r ClaimRequest, acks []
 // the given claims on the way.
 func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, from cursorStart,
 	ackIDs []int64, ackTokens []pgtype.UUID,
-) ([]Message, []int64, map[heldClaim]bool, error) {
+) ([]Message, []int64, keyWalk, map[heldClaim]bool, error) {
 	params := db.MessageClaimParams{
 		Now:              s.now(),
 		LeaseMicros:      r.Lease.Microseconds(),
@@ -288,8 +288,9 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, fr
 		rows, err = q.MessageClaim(ctx, params)
 	}
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("outbox: claim: %w", err)
+		return nil, nil, keyWalk{}, nil, fmt.Errorf("outbox: claim: %w", err)
 	}
+	var walk keyWalk
 	claimed := make([]Message, 0, len(rows))
 	keys := make([]int64, 0, len(rows))
 	held := map[heldClaim]bool{}
@@ -299,8 +300,12 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, fr
 		case StatusClaimed:
 			var id, token string
 			id, token, text = cutClaimText(text, row.ID, row.ClaimToken)
-			claimed = append(claimed, messageFrom(db.PgoutboxMessage(row), id, token))
+			claimed = append(claimed, messageFrom(claimedRow(row), id, token))
 			keys = append(keys, row.ID)
+			if row.OrderingKey != nil {
+				walk.heads++
+				walk.skipped = max(walk.skipped, row.Skipped)
+			}
 		case StatusDelivered:
 			// Acked on the way; the statement returns the token it was acked with.
 			held[heldClaim{row.ID, row.ClaimToken.Bytes}] = true
@@ -309,7 +314,21 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, fr
 				"id", msgid.Format(row.ID), "scope", s.scope, "lane", row.Lane, "target", row.Target, "attempts", row.AttemptCount)
 		}
 	}
-	return claimed, keys, held, nil
+	return claimed, keys, walk, held, nil
+}
+
+// claimedRow is a claim statement's row as a table row: all of it but the
+// count of skipped heads.
+func claimedRow(r db.MessageClaimRow) db.PgoutboxMessage {
+	return db.PgoutboxMessage{
+		ID: r.ID, Scope: r.Scope, Lane: r.Lane, Target: r.Target, Payload: r.Payload,
+		DedupeKey: r.DedupeKey, Status: r.Status, AvailableAt: r.AvailableAt,
+		AttemptCount: r.AttemptCount, MaxAttempts: r.MaxAttempts, ClaimedBy: r.ClaimedBy,
+		ClaimToken: r.ClaimToken, LeaseExpiresAt: r.LeaseExpiresAt, LastError: r.LastError,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, OrderingKey: r.OrderingKey,
+		OrderingKeyReleased: r.OrderingKeyReleased, Headers: r.Headers,
+		RequestedAvailableAt: r.RequestedAvailableAt,
+	}
 }
 
 // Postgres reads a nil Go slice as a NULL array, and id = ANY(NULL) as NULL.

@@ -228,6 +228,11 @@ WHERE id = @id::bigint
 -- unchanged and are released when the statement's transaction ends. In the
 -- steady state the expired branch is empty and costs one index probe.
 --
+-- Locked rows are found again by their tid (ctid) instead of their id: a row
+-- this statement holds locked cannot be updated by anyone else, so the tid
+-- of the locked version names it until the statement ends, and finding it
+-- costs no index descent. A tid never leaves the statement.
+--
 -- The same statement acks the claimer's previous successes (@ack_ids with
 -- @ack_tokens at the same positions, matched and fenced as in
 -- MessageAckMany): a relay that keeps up pays one statement and one commit
@@ -245,7 +250,9 @@ WHERE id = @id::bigint
 -- The clock is read once, in a CTE, so every row of one claim carries the same
 -- timestamps. The result holds the claimed rows (status 'claimed'), then the
 -- rows dead-lettered on the way (status 'dead_letter'), then the acked rows
--- (status 'delivered').
+-- (status 'delivered'). skipped is, on a claimed keyed row, how many heads
+-- that looked claimable the walk had passed, held by other claimers, before
+-- it reached the row, and 0 on every other row.
 WITH RECURSIVE clock AS (
     SELECT coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()) AS now,
            coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
@@ -253,6 +260,7 @@ WITH RECURSIVE clock AS (
 ),
 expired AS (
     SELECT m.id AS candidate_id,
+           m.ctid::tid AS candidate_tid,
            m.available_at AS candidate_available_at,
            (m.attempt_count >= m.max_attempts) AS exhausted
     FROM pgoutbox_message m
@@ -273,6 +281,7 @@ expired AS (
 ),
 due AS (
     SELECT m.id AS candidate_id,
+           m.ctid::tid AS candidate_tid,
            m.available_at AS candidate_available_at
     FROM pgoutbox_message m
     WHERE m.scope = @scope::text
@@ -291,8 +300,8 @@ due AS (
     FOR UPDATE SKIP LOCKED
 ),
 -- Heads of the keys after @after_key, in key order.
-heads_after (ordering_key, id, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.status, m.available_at
+heads_after (ordering_key, id, tid, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -302,10 +311,10 @@ heads_after (ordering_key, id, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
     FROM heads_after h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -317,8 +326,8 @@ heads_after (ordering_key, id, status, available_at) AS (
     ) n
 ),
 -- Then, wrapping around, the heads of the keys up to @after_key.
-heads_before (ordering_key, id, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.status, m.available_at
+heads_before (ordering_key, id, tid, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -328,10 +337,10 @@ heads_before (ordering_key, id, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
     FROM heads_before h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -350,18 +359,29 @@ keyed AS (
     -- claimer holds locked yields no row, so the walk goes on to later
     -- keys: claimers that start at the same key still fill their batches.
     SELECT l.id AS candidate_id,
-           l.available_at AS candidate_available_at
+           l.tid AS candidate_tid,
+           l.available_at AS candidate_available_at,
+           -- Heads the walk read as claimable but could not take (another
+           -- claimer holds them) before this one: the store tells from it
+           -- when its claimer walks behind another (outbox/cursor.go).
+           c.visited - row_number() OVER () AS candidate_skipped
     FROM (
-        SELECT h.id FROM heads_after h
-        WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
-        UNION ALL
-        SELECT h.id FROM heads_before h
-        WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+        SELECT w.tid, row_number() OVER () AS visited
+        FROM (
+            SELECT h.tid FROM heads_after h
+            WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+            UNION ALL
+            SELECT h.tid FROM heads_before h
+            WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
+        ) w
     ) c
     CROSS JOIN LATERAL (
-        SELECT m.id, m.available_at
+        SELECT m.id, m.ctid::tid AS tid, m.available_at
         FROM pgoutbox_message m
-        WHERE m.id = c.id
+        -- The head's version the walk read, by its tid: no second index
+        -- descent. Locking follows the row to its latest version, and the
+        -- lines below are rechecked on that version.
+        WHERE m.ctid = c.tid
           -- Rechecked on the row's latest version once it is locked: a
           -- head claimed, or nacked to a later time, since the walk read it
           -- is not taken.
@@ -372,13 +392,14 @@ keyed AS (
     LIMIT @max::integer
 ),
 picked AS (
-    SELECT c.candidate_id
+    SELECT c.candidate_tid, c.candidate_skipped
     FROM (
-        SELECT e.candidate_id, e.candidate_available_at FROM expired e WHERE NOT e.exhausted
+        SELECT e.candidate_id, e.candidate_tid, e.candidate_available_at, NULL::bigint AS candidate_skipped
+        FROM expired e WHERE NOT e.exhausted
         UNION ALL
-        SELECT d.candidate_id, d.candidate_available_at FROM due d
+        SELECT d.candidate_id, d.candidate_tid, d.candidate_available_at, NULL::bigint FROM due d
         UNION ALL
-        SELECT y.candidate_id, y.candidate_available_at FROM keyed y
+        SELECT y.candidate_id, y.candidate_tid, y.candidate_available_at, y.candidate_skipped FROM keyed y
     ) c
     ORDER BY c.candidate_available_at, c.candidate_id
     LIMIT @max::integer
@@ -393,7 +414,7 @@ dead_lettered AS (
         ordering_key_released = @release_keys::boolean AND m.ordering_key IS NOT NULL,
         updated_at = k.now
     FROM expired e, clock k
-    WHERE m.id = e.candidate_id
+    WHERE m.ctid = e.candidate_tid
       AND e.exhausted
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
@@ -432,29 +453,29 @@ claimed AS (
         lease_expires_at = k.lease_until,
         updated_at = k.now
     FROM picked p, clock k
-    WHERE m.id = p.candidate_id
+    WHERE m.ctid = p.candidate_tid
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
-              m.headers, m.requested_available_at
+              m.headers, m.requested_available_at, coalesce(p.candidate_skipped, 0) AS skipped
 )
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
        last_error, created_at, updated_at, ordering_key, ordering_key_released,
-       headers, requested_available_at
+       headers, requested_available_at, skipped::bigint AS skipped
 FROM claimed
 UNION ALL
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
        last_error, created_at, updated_at, ordering_key, ordering_key_released,
-       headers, requested_available_at
+       headers, requested_available_at, 0::bigint
 FROM dead_lettered
 UNION ALL
 -- The claimer knows its acked messages: spare it their payloads and headers.
 SELECT id, scope, lane, target, 'null'::jsonb, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
        last_error, created_at, updated_at, ordering_key, ordering_key_released,
-       NULL::jsonb, requested_available_at
+       NULL::jsonb, requested_available_at, 0::bigint
 FROM acked
 ORDER BY status, available_at, id;
 

@@ -3,7 +3,8 @@
 // claimer served and wraps around, so every key with a claimable head gets
 // its turn (round robin) and a key with a deep backlog cannot starve the
 // others. The SQL claim statements walk this way; memstore walks the same
-// way; both remember where they stopped with Next.
+// way; both remember, for each claimer (ConsumerID), where it stopped with
+// Next.
 package keywalk
 
 // Next is the key the next walk starts after, given that a walk started
