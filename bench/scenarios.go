@@ -360,7 +360,7 @@ func (b *bencher) floorLockBatch() (int, error) {
 	}
 	p := db.MessageFinishLockedParams{Scope: "floor"}
 	for _, r := range rows {
-		p.IDs = append(p.IDs, r.ID)
+		p.IDs = append(p.IDs, r.PgoutboxMessage.ID)
 		p.Oks = append(p.Oks, true)
 		p.Permanents = append(p.Permanents, false)
 		p.RetryAfterMicros = append(p.RetryAfterMicros, 0)

@@ -1483,8 +1483,8 @@ func (q *Queries) MessageListLive(ctx context.Context, arg MessageListLiveParams
 
 const messageLockDue = `-- name: MessageLockDue :many
 WITH RECURSIVE
-heads_after (ordering_key, id, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.status, m.available_at
+heads_after (ordering_key, id, tid, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = $1::text
        AND m.lane = $2::text
@@ -1494,10 +1494,10 @@ heads_after (ordering_key, id, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
     FROM heads_after h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = $1::text
           AND m.lane = $2::text
@@ -1508,8 +1508,8 @@ heads_after (ordering_key, id, status, available_at) AS (
         LIMIT 1
     ) n
 ),
-heads_before (ordering_key, id, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.status, m.available_at
+heads_before (ordering_key, id, tid, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = $1::text
        AND m.lane = $2::text
@@ -1519,10 +1519,10 @@ heads_before (ordering_key, id, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
     FROM heads_before h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = $1::text
           AND m.lane = $2::text
@@ -1535,7 +1535,7 @@ heads_before (ordering_key, id, status, available_at) AS (
     ) n
 ),
 unkeyed AS (
-    SELECT m.id
+    SELECT m.id, m.ctid::tid AS tid
     FROM pgoutbox_message m
     WHERE m.scope = $1::text
       AND m.lane = $2::text
@@ -1554,18 +1554,24 @@ unkeyed AS (
 keyed AS (
     -- As in MessageClaim: the walk runs as far as the LIMIT pulls it, past
     -- heads another batch holds locked.
-    SELECT l.id
+    SELECT l.tid,
+           -- As in MessageClaim: heads passed because another batch holds
+           -- them, before this one.
+           c.visited - row_number() OVER () AS skipped
     FROM (
-        SELECT h.id FROM heads_after h
-        WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
-        UNION ALL
-        SELECT h.id FROM heads_before h
-        WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
+        SELECT w.tid, row_number() OVER () AS visited
+        FROM (
+            SELECT h.tid FROM heads_after h
+            WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
+            UNION ALL
+            SELECT h.tid FROM heads_before h
+            WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
+        ) w
     ) c
     CROSS JOIN LATERAL (
-        SELECT m.id
+        SELECT m.ctid::tid AS tid
         FROM pgoutbox_message m
-        WHERE m.id = c.id
+        WHERE m.ctid = c.tid
           AND m.status = 'pending'
           AND m.available_at <= coalesce($5::timestamptz, statement_timestamp())
           AND m.id <> ALL($8::bigint[])
@@ -1573,9 +1579,13 @@ keyed AS (
     ) l
     LIMIT greatest($9::integer - (SELECT count(u.id) FROM unkeyed u), 0)
 )
-SELECT id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
-FROM pgoutbox_message m
-WHERE m.id IN (SELECT y.id FROM keyed y UNION ALL SELECT u.id FROM unkeyed u)
+SELECT m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at, m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at, m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released, m.headers, m.requested_available_at, c.skipped::bigint AS skipped
+FROM (
+    SELECT y.tid, y.skipped FROM keyed y
+    UNION ALL
+    SELECT u.tid, 0::bigint FROM unkeyed u
+) c
+JOIN pgoutbox_message m ON m.ctid = c.tid
 ORDER BY m.available_at, m.id
 `
 
@@ -1589,6 +1599,11 @@ type MessageLockDueParams struct {
 	AfterID          int64
 	LockedIDs        []int64
 	Max              int32
+}
+
+type MessageLockDueRow struct {
+	PgoutboxMessage PgoutboxMessage
+	Skipped         int64
 }
 
 // Lock mode (see PostgresStore.LockBatch): takes row locks on up to @max due
@@ -1605,12 +1620,16 @@ type MessageLockDueParams struct {
 // index in order and stop (a LIMIT computed from the other branch would
 // leave it guessing, and it reads the whole table and sorts). Locks are
 // never taken beyond @max: a locked row that the batch did not return would
-// stay locked, and undelivered, until the batch ends.
+// stay locked, and undelivered, until the batch ends. skipped is, on a
+// keyed row, how many heads that looked claimable the walk passed, held by
+// other batches, before it reached the row (0 on unkeyed rows).
 // Heads of the keys after @after_key, in key order.
 // Then, wrapping around, the heads of the keys up to @after_key.
 // The walk is read lazily: the second half runs only when the first found
 // too few heads to lock.
-func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]PgoutboxMessage, error) {
+// The locked rows, found by the tids of the versions locked (as in
+// MessageClaim), with the count of heads the walk passed.
+func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]MessageLockDueRow, error) {
 	rows, err := q.db.Query(ctx, messageLockDue,
 		arg.Scope,
 		arg.Lane,
@@ -1626,30 +1645,31 @@ func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) 
 		return nil, err
 	}
 	defer rows.Close()
-	items := []PgoutboxMessage{}
+	items := []MessageLockDueRow{}
 	for rows.Next() {
-		var i PgoutboxMessage
+		var i MessageLockDueRow
 		if err := rows.Scan(
-			&i.ID,
-			&i.Scope,
-			&i.Lane,
-			&i.Target,
-			&i.Payload,
-			&i.DedupeKey,
-			&i.Status,
-			&i.AvailableAt,
-			&i.AttemptCount,
-			&i.MaxAttempts,
-			&i.ClaimedBy,
-			&i.ClaimToken,
-			&i.LeaseExpiresAt,
-			&i.LastError,
-			&i.CreatedAt,
-			&i.UpdatedAt,
-			&i.OrderingKey,
-			&i.OrderingKeyReleased,
-			&i.Headers,
-			&i.RequestedAvailableAt,
+			&i.PgoutboxMessage.ID,
+			&i.PgoutboxMessage.Scope,
+			&i.PgoutboxMessage.Lane,
+			&i.PgoutboxMessage.Target,
+			&i.PgoutboxMessage.Payload,
+			&i.PgoutboxMessage.DedupeKey,
+			&i.PgoutboxMessage.Status,
+			&i.PgoutboxMessage.AvailableAt,
+			&i.PgoutboxMessage.AttemptCount,
+			&i.PgoutboxMessage.MaxAttempts,
+			&i.PgoutboxMessage.ClaimedBy,
+			&i.PgoutboxMessage.ClaimToken,
+			&i.PgoutboxMessage.LeaseExpiresAt,
+			&i.PgoutboxMessage.LastError,
+			&i.PgoutboxMessage.CreatedAt,
+			&i.PgoutboxMessage.UpdatedAt,
+			&i.PgoutboxMessage.OrderingKey,
+			&i.PgoutboxMessage.OrderingKeyReleased,
+			&i.PgoutboxMessage.Headers,
+			&i.PgoutboxMessage.RequestedAvailableAt,
+			&i.Skipped,
 		); err != nil {
 			return nil, err
 		}

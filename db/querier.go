@@ -232,12 +232,16 @@ type Querier interface {
 	// index in order and stop (a LIMIT computed from the other branch would
 	// leave it guessing, and it reads the whole table and sorts). Locks are
 	// never taken beyond @max: a locked row that the batch did not return would
-	// stay locked, and undelivered, until the batch ends.
+	// stay locked, and undelivered, until the batch ends. skipped is, on a
+	// keyed row, how many heads that looked claimable the walk passed, held by
+	// other batches, before it reached the row (0 on unkeyed rows).
 	// Heads of the keys after @after_key, in key order.
 	// Then, wrapping around, the heads of the keys up to @after_key.
 	// The walk is read lazily: the second half runs only when the first found
 	// too few heads to lock.
-	MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]PgoutboxMessage, error)
+	// The locked rows, found by the tids of the versions locked (as in
+	// MessageClaim), with the count of heads the walk passed.
+	MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]MessageLockDueRow, error)
 	// Fenced like MessageAck. A message with attempts left returns to pending at
 	// @retry_at, or @retry_after_micros after now (both NULL: now); one without
 	// goes to dead_letter, keeping its available_at as a record of when it was

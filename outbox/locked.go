@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,10 @@ type LockRequest struct {
 	// shorter timeout set on the server or role, which would end healthy
 	// batches while their handlers run. Zero keeps the session's setting.
 	IdleTimeout time.Duration
+	// ConsumerID names the batch's holder in the turns of ordering keys, as
+	// ClaimRequest.ConsumerID does: each holder walks the keys from where
+	// its last batch stopped. Optional; holders without one share a place.
+	ConsumerID string
 }
 
 // Outcome is what delivering one message of a locked batch came to.
@@ -75,7 +80,7 @@ type Outcome struct {
 // and locks up to r.Limit due pending messages, oldest first. It returns a
 // batch with no messages (and nothing open) when none is due.
 func (s *PostgresStore) LockBatch(ctx context.Context, r LockRequest) (*LockedBatch, error) {
-	probe := ClaimRequest{Lane: r.Lane, Target: r.Target, Limit: r.Limit, Lease: MinLease, ConsumerID: "lock"}
+	probe := ClaimRequest{Lane: r.Lane, Target: r.Target, Limit: r.Limit, Lease: MinLease, ConsumerID: cmp.Or(r.ConsumerID, "lock")}
 	if err := probe.validate(); err != nil {
 		return nil, fmt.Errorf("outbox: lock batch: %w", err)
 	}
@@ -106,9 +111,7 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 }, r LockRequest,
 ) (*LockedBatch, error) {
 	key := wakeup.Key(s.scope, r.Lane, r.Target)
-	// Lock-mode batches share their store's key cursor: LockRequest names
-	// no claimer.
-	start := s.cfg.cursors.start(key, "", r.Limit)
+	start := s.cfg.cursors.start(key, r.ConsumerID, r.Limit)
 	tx, err := begin.Begin(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("outbox: lock batch: %w", err)
@@ -121,12 +124,12 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 			return nil, fmt.Errorf("outbox: lock batch: setting the idle timeout: %w", err)
 		}
 	}
-	msgs, keys, err := b.lock(ctx, r, r.Limit, start, nil)
+	msgs, keys, walk, err := b.lock(ctx, r, r.Limit, start, nil)
 	if err == nil && start.fromCursor && len(msgs) < r.Limit {
 		var more []Message
 		var moreKeys []int64
 		start = start.rescan()
-		more, moreKeys, err = b.lock(ctx, r, r.Limit-len(msgs), start, keys)
+		more, moreKeys, _, err = b.lock(ctx, r, r.Limit-len(msgs), start, keys)
 		msgs, keys = append(msgs, more...), append(keys, moreKeys...)
 		sortClaimed(msgs, keys)
 	}
@@ -135,7 +138,7 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 		_ = tx.Rollback(ctx)
 		return nil, err
 	}
-	s.cfg.cursors.record(key, "", start, r.Limit, msgs, keys, keyWalk{})
+	s.cfg.cursors.record(key, r.ConsumerID, start, r.Limit, msgs, keys, walk)
 	if len(msgs) == r.Limit {
 		s.cfg.plans.backlog()
 	}
@@ -149,21 +152,26 @@ func (s *PostgresStore) lockBatch(ctx context.Context, begin interface {
 	return b, nil
 }
 
-func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, from cursorStart, locked []int64) ([]Message, []int64, error) {
+func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, from cursorStart, locked []int64) ([]Message, []int64, keyWalk, error) {
 	s := b.store
 	rows, err := s.plannedFor(limit).MessageLockDue(ctx, db.MessageLockDueParams{
 		Scope: s.scope, Lane: r.Lane, Target: r.Target, Now: s.now(), AfterKey: from.key,
 		AfterAvailableAt: from.at, AfterID: from.id, LockedIDs: nonNilIDs(locked), Max: int32(limit), //nolint:gosec // validated above
 	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("outbox: lock batch: %w", err)
+		return nil, nil, keyWalk{}, fmt.Errorf("outbox: lock batch: %w", err)
 	}
+	var walk keyWalk
 	msgs := make([]Message, len(rows))
 	keys := make([]int64, len(rows))
 	for i, row := range rows {
-		msgs[i], keys[i] = toMessage(row), row.ID
+		msgs[i], keys[i] = toMessage(row.PgoutboxMessage), row.PgoutboxMessage.ID
+		if row.PgoutboxMessage.OrderingKey != nil {
+			walk.heads++
+			walk.skipped = max(walk.skipped, row.Skipped)
+		}
 	}
-	return msgs, keys, nil
+	return msgs, keys, walk, nil
 }
 
 // Messages returns the locked messages, oldest first. Their status is

@@ -240,7 +240,9 @@ type ClaimRequest struct {
 	// Lease is how long the claim holds before another consumer may take the
 	// message, MinLease to MaxLease.
 	Lease time.Duration
-	// ConsumerID names the claimer in ClaimedBy, for operators.
+	// ConsumerID names the claimer in ClaimedBy, for operators, and in the
+	// turns of ordering keys: each claimer walks the keys from where its
+	// last claim stopped (README, "Ordering").
 	ConsumerID string
 }
 

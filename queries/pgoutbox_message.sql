@@ -907,11 +907,13 @@ ORDER BY k.lane COLLATE "C", k.target COLLATE "C";
 -- index in order and stop (a LIMIT computed from the other branch would
 -- leave it guessing, and it reads the whole table and sorts). Locks are
 -- never taken beyond @max: a locked row that the batch did not return would
--- stay locked, and undelivered, until the batch ends.
+-- stay locked, and undelivered, until the batch ends. skipped is, on a
+-- keyed row, how many heads that looked claimable the walk passed, held by
+-- other batches, before it reached the row (0 on unkeyed rows).
 WITH RECURSIVE
 -- Heads of the keys after @after_key, in key order.
-heads_after (ordering_key, id, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.status, m.available_at
+heads_after (ordering_key, id, tid, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -921,10 +923,10 @@ heads_after (ordering_key, id, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
     FROM heads_after h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -936,8 +938,8 @@ heads_after (ordering_key, id, status, available_at) AS (
     ) n
 ),
 -- Then, wrapping around, the heads of the keys up to @after_key.
-heads_before (ordering_key, id, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.status, m.available_at
+heads_before (ordering_key, id, tid, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -947,10 +949,10 @@ heads_before (ordering_key, id, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
     FROM heads_before h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -963,7 +965,7 @@ heads_before (ordering_key, id, status, available_at) AS (
     ) n
 ),
 unkeyed AS (
-    SELECT m.id
+    SELECT m.id, m.ctid::tid AS tid
     FROM pgoutbox_message m
     WHERE m.scope = @scope::text
       AND m.lane = @lane::text
@@ -984,18 +986,24 @@ unkeyed AS (
 keyed AS (
     -- As in MessageClaim: the walk runs as far as the LIMIT pulls it, past
     -- heads another batch holds locked.
-    SELECT l.id
+    SELECT l.tid,
+           -- As in MessageClaim: heads passed because another batch holds
+           -- them, before this one.
+           c.visited - row_number() OVER () AS skipped
     FROM (
-        SELECT h.id FROM heads_after h
-        WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
-        UNION ALL
-        SELECT h.id FROM heads_before h
-        WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+        SELECT w.tid, row_number() OVER () AS visited
+        FROM (
+            SELECT h.tid FROM heads_after h
+            WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+            UNION ALL
+            SELECT h.tid FROM heads_before h
+            WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+        ) w
     ) c
     CROSS JOIN LATERAL (
-        SELECT m.id
+        SELECT m.ctid::tid AS tid
         FROM pgoutbox_message m
-        WHERE m.id = c.id
+        WHERE m.ctid = c.tid
           AND m.status = 'pending'
           AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
           AND m.id <> ALL(@locked_ids::bigint[])
@@ -1003,9 +1011,15 @@ keyed AS (
     ) l
     LIMIT greatest(sqlc.arg('max')::integer - (SELECT count(u.id) FROM unkeyed u), 0)
 )
-SELECT *
-FROM pgoutbox_message m
-WHERE m.id IN (SELECT y.id FROM keyed y UNION ALL SELECT u.id FROM unkeyed u)
+-- The locked rows, found by the tids of the versions locked (as in
+-- MessageClaim), with the count of heads the walk passed.
+SELECT sqlc.embed(m), c.skipped::bigint AS skipped
+FROM (
+    SELECT y.tid, y.skipped FROM keyed y
+    UNION ALL
+    SELECT u.tid, 0::bigint FROM unkeyed u
+) c
+JOIN pgoutbox_message m ON m.ctid = c.tid
 ORDER BY m.available_at, m.id;
 
 -- name: MessageFinishLocked :many

@@ -41,6 +41,7 @@ func (l *lockLoop) run(ctx context.Context) {
 			// The server ends the batch's transaction if the relay stalls
 			// (sends no Alive probe) for a whole lease.
 			IdleTimeout: cfg.Lease,
+			ConsumerID:  cfg.ConsumerID,
 		})
 		cancel()
 		if err != nil {
