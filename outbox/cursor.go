@@ -140,7 +140,7 @@ func (c *claimCursors) record(key, claimer string, from cursorStart, limit int, 
 	}
 	next := keywalk.Next(from.key, served)
 	if walk.crowded() && len(cur.sample) > 0 {
-		next = cur.sample[rand.IntN(len(cur.sample))] //nolint:gosec // spreads claimers; nothing secret
+		next = cur.sample[rand.IntN(len(cur.sample))]
 	}
 	cur.sample = addToSample(cur.sample, served)
 	if _, known := cur.keys[claimer]; !known && len(cur.keys) >= maxKeyClaimers {
@@ -206,7 +206,7 @@ func addToSample(sample, served []string) []string {
 		if len(sample) < sampleKeys {
 			sample = append(sample, served[i])
 		} else {
-			sample[rand.IntN(sampleKeys)] = served[i] //nolint:gosec // a sample; nothing secret
+			sample[rand.IntN(sampleKeys)] = served[i]
 		}
 	}
 	return sample
