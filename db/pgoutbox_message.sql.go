@@ -135,7 +135,6 @@ WITH RECURSIVE clock AS (
 ),
 expired AS (
     SELECT m.id AS candidate_id,
-           m.ctid::tid AS candidate_tid,
            m.available_at AS candidate_available_at,
            (m.attempt_count >= m.max_attempts) AS exhausted
     FROM pgoutbox_message m
@@ -156,7 +155,6 @@ expired AS (
 ),
 due AS (
     SELECT m.id AS candidate_id,
-           m.ctid::tid AS candidate_tid,
            m.available_at AS candidate_available_at
     FROM pgoutbox_message m
     WHERE m.scope = $3::text
@@ -174,8 +172,8 @@ due AS (
     LIMIT $8::integer
     FOR UPDATE SKIP LOCKED
 ),
-heads_after (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = $3::text
        AND m.lane = $4::text
@@ -185,10 +183,10 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_after h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = $3::text
           AND m.lane = $4::text
@@ -199,8 +197,8 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
         LIMIT 1
     ) n
 ),
-heads_before (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = $3::text
        AND m.lane = $4::text
@@ -210,10 +208,10 @@ heads_before (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_before h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = $3::text
           AND m.lane = $4::text
@@ -230,29 +228,25 @@ keyed AS (
     -- claimer holds locked yields no row, so the walk goes on to later
     -- keys: claimers that start at the same key still fill their batches.
     SELECT l.id AS candidate_id,
-           l.tid AS candidate_tid,
            l.available_at AS candidate_available_at,
            -- Heads the walk read as claimable but could not take (another
            -- claimer holds them) before this one: the store tells from it
            -- when its claimer walks behind another (outbox/cursor.go).
            c.visited - row_number() OVER () AS candidate_skipped
     FROM (
-        SELECT w.tid, row_number() OVER () AS visited
+        SELECT w.id, row_number() OVER () AS visited
         FROM (
-            SELECT h.tid FROM heads_after h
+            SELECT h.id FROM heads_after h
             WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
             UNION ALL
-            SELECT h.tid FROM heads_before h
+            SELECT h.id FROM heads_before h
             WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
         ) w
     ) c
     CROSS JOIN LATERAL (
-        SELECT m.id, m.ctid::tid AS tid, m.available_at
+        SELECT m.id, m.available_at
         FROM pgoutbox_message m
-        -- The head's version the walk read, by its tid: no second index
-        -- descent. Locking follows the row to its latest version, and the
-        -- lines below are rechecked on that version.
-        WHERE m.ctid = c.tid
+        WHERE m.id = c.id
           -- Rechecked on the row's latest version once it is locked: a
           -- head claimed, or nacked to a later time, since the walk read it
           -- is not taken.
@@ -263,14 +257,14 @@ keyed AS (
     LIMIT $8::integer
 ),
 picked AS (
-    SELECT c.candidate_tid, c.candidate_skipped
+    SELECT c.candidate_id, c.candidate_skipped
     FROM (
-        SELECT e.candidate_id, e.candidate_tid, e.candidate_available_at, NULL::bigint AS candidate_skipped
+        SELECT e.candidate_id, e.candidate_available_at, NULL::bigint AS candidate_skipped
         FROM expired e WHERE NOT e.exhausted
         UNION ALL
-        SELECT d.candidate_id, d.candidate_tid, d.candidate_available_at, NULL::bigint FROM due d
+        SELECT d.candidate_id, d.candidate_available_at, NULL::bigint FROM due d
         UNION ALL
-        SELECT y.candidate_id, y.candidate_tid, y.candidate_available_at, y.candidate_skipped FROM keyed y
+        SELECT y.candidate_id, y.candidate_available_at, y.candidate_skipped FROM keyed y
     ) c
     ORDER BY c.candidate_available_at, c.candidate_id
     LIMIT $8::integer
@@ -285,7 +279,7 @@ dead_lettered AS (
         ordering_key_released = $12::boolean AND m.ordering_key IS NOT NULL,
         updated_at = k.now
     FROM expired e, clock k
-    WHERE m.ctid = e.candidate_tid
+    WHERE m.id = e.candidate_id
       AND e.exhausted
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
@@ -324,7 +318,7 @@ claimed AS (
         lease_expires_at = k.lease_until,
         updated_at = k.now
     FROM picked p, clock k
-    WHERE m.ctid = p.candidate_tid
+    WHERE m.id = p.candidate_id
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
@@ -421,11 +415,6 @@ type MessageClaimRow struct {
 // Each branch may lock up to @max rows; rows locked but not picked stay
 // unchanged and are released when the statement's transaction ends. In the
 // steady state the expired branch is empty and costs one index probe.
-//
-// Locked rows are found again by their tid (ctid) instead of their id: a row
-// this statement holds locked cannot be updated by anyone else, so the tid
-// of the locked version names it until the statement ends, and finding it
-// costs no index descent. A tid never leaves the statement.
 //
 // The same statement acks the claimer's previous successes (@ack_ids with
 // @ack_tokens at the same positions, matched and fenced as in
@@ -1483,8 +1472,8 @@ func (q *Queries) MessageListLive(ctx context.Context, arg MessageListLiveParams
 
 const messageLockDue = `-- name: MessageLockDue :many
 WITH RECURSIVE
-heads_after (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = $1::text
        AND m.lane = $2::text
@@ -1494,10 +1483,10 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_after h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = $1::text
           AND m.lane = $2::text
@@ -1508,8 +1497,8 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
         LIMIT 1
     ) n
 ),
-heads_before (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = $1::text
        AND m.lane = $2::text
@@ -1519,10 +1508,10 @@ heads_before (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_before h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = $1::text
           AND m.lane = $2::text
@@ -1535,7 +1524,7 @@ heads_before (ordering_key, id, tid, status, available_at) AS (
     ) n
 ),
 unkeyed AS (
-    SELECT m.id, m.ctid::tid AS tid
+    SELECT m.id
     FROM pgoutbox_message m
     WHERE m.scope = $1::text
       AND m.lane = $2::text
@@ -1554,24 +1543,24 @@ unkeyed AS (
 keyed AS (
     -- As in MessageClaim: the walk runs as far as the LIMIT pulls it, past
     -- heads another batch holds locked.
-    SELECT l.tid,
+    SELECT l.id,
            -- As in MessageClaim: heads passed because another batch holds
            -- them, before this one.
            c.visited - row_number() OVER () AS skipped
     FROM (
-        SELECT w.tid, row_number() OVER () AS visited
+        SELECT w.id, row_number() OVER () AS visited
         FROM (
-            SELECT h.tid FROM heads_after h
+            SELECT h.id FROM heads_after h
             WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
             UNION ALL
-            SELECT h.tid FROM heads_before h
+            SELECT h.id FROM heads_before h
             WHERE h.status = 'pending' AND h.available_at <= coalesce($5::timestamptz, statement_timestamp())
         ) w
     ) c
     CROSS JOIN LATERAL (
-        SELECT m.ctid::tid AS tid
+        SELECT m.id
         FROM pgoutbox_message m
-        WHERE m.ctid = c.tid
+        WHERE m.id = c.id
           AND m.status = 'pending'
           AND m.available_at <= coalesce($5::timestamptz, statement_timestamp())
           AND m.id <> ALL($8::bigint[])
@@ -1581,11 +1570,11 @@ keyed AS (
 )
 SELECT m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at, m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at, m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released, m.headers, m.requested_available_at, c.skipped::bigint AS skipped
 FROM (
-    SELECT y.tid, y.skipped FROM keyed y
+    SELECT y.id, y.skipped FROM keyed y
     UNION ALL
-    SELECT u.tid, 0::bigint FROM unkeyed u
+    SELECT u.id, 0::bigint FROM unkeyed u
 ) c
-JOIN pgoutbox_message m ON m.ctid = c.tid
+JOIN pgoutbox_message m ON m.id = c.id
 ORDER BY m.available_at, m.id
 `
 
@@ -1627,8 +1616,6 @@ type MessageLockDueRow struct {
 // Then, wrapping around, the heads of the keys up to @after_key.
 // The walk is read lazily: the second half runs only when the first found
 // too few heads to lock.
-// The locked rows, found by the tids of the versions locked (as in
-// MessageClaim), with the count of heads the walk passed.
 func (q *Queries) MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]MessageLockDueRow, error) {
 	rows, err := q.db.Query(ctx, messageLockDue,
 		arg.Scope,

@@ -91,11 +91,6 @@ type Querier interface {
 	// unchanged and are released when the statement's transaction ends. In the
 	// steady state the expired branch is empty and costs one index probe.
 	//
-	// Locked rows are found again by their tid (ctid) instead of their id: a row
-	// this statement holds locked cannot be updated by anyone else, so the tid
-	// of the locked version names it until the statement ends, and finding it
-	// costs no index descent. A tid never leaves the statement.
-	//
 	// The same statement acks the claimer's previous successes (@ack_ids with
 	// @ack_tokens at the same positions, matched and fenced as in
 	// MessageAckMany): a relay that keeps up pays one statement and one commit
@@ -239,8 +234,6 @@ type Querier interface {
 	// Then, wrapping around, the heads of the keys up to @after_key.
 	// The walk is read lazily: the second half runs only when the first found
 	// too few heads to lock.
-	// The locked rows, found by the tids of the versions locked (as in
-	// MessageClaim), with the count of heads the walk passed.
 	MessageLockDue(ctx context.Context, arg MessageLockDueParams) ([]MessageLockDueRow, error)
 	// Fenced like MessageAck. A message with attempts left returns to pending at
 	// @retry_at, or @retry_after_micros after now (both NULL: now); one without

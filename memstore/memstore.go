@@ -47,10 +47,6 @@ type row struct {
 }
 
 // state is shared by a store and its scoped views.
-// keyCursor names a claimer's place in the ordering keys of a lane and
-// target: each claimer (ConsumerID) takes its own turns, as in PostgresStore.
-type keyCursor struct{ queue, claimer string }
-
 type state struct {
 	mu          sync.Mutex
 	clock       func() time.Time
@@ -58,7 +54,7 @@ type state struct {
 	releaseKeys bool
 	nextID      int64
 	rows        map[int64]*row
-	keyCursors  map[keyCursor]string // the last ordering key each claimer served
+	keyCursors  map[string]*keywalk.Places // wakeup.Key -> each claimer's place in the keys
 	subs        map[string]map[chan relay.Wakeup]struct{}
 }
 
@@ -90,7 +86,7 @@ func WithSkipDeadLetters(on bool) Option {
 // New returns an empty store.
 func New(opts ...Option) *Store {
 	st := &state{
-		clock: time.Now, rows: map[int64]*row{}, keyCursors: map[keyCursor]string{},
+		clock: time.Now, rows: map[int64]*row{}, keyCursors: map[string]*keywalk.Places{},
 		subs: map[string]map[chan relay.Wakeup]struct{}{},
 	}
 	for _, o := range opts {
@@ -253,7 +249,7 @@ func unbatch(err error) error {
 // Claim implements outbox.Store with the statement's exact rules: up to
 // Limit expired leases, up to Limit due unkeyed messages and up to Limit
 // claimable heads of ordering keys (walked round robin from the last key
-// served) are candidates; expired ones without attempts left are
+// that claimer served) are candidates; expired ones without attempts left are
 // dead-lettered, and the oldest Limit of the rest are claimed.
 func (s *Store) Claim(ctx context.Context, r outbox.ClaimRequest) ([]outbox.Message, error) {
 	claimed, _, err := s.ClaimAndAck(ctx, r, nil)
@@ -317,8 +313,8 @@ func (s *Store) ClaimAndAck(_ context.Context, r outbox.ClaimRequest, acks []out
 		out = append(out, clone(m))
 		served = append(served, m.OrderingKey)
 	}
-	cursor := keyCursor{wakeup.Key(s.scope, r.Lane, r.Target), r.ConsumerID}
-	st.keyCursors[cursor] = keywalk.Next(st.keyCursors[cursor], served)
+	places := st.places(wakeup.Key(s.scope, r.Lane, r.Target))
+	places.Set(r.ConsumerID, keywalk.Next(places.Get(r.ConsumerID), served))
 	s.ack(acks, held, now)
 	return out, held, nil
 }
@@ -338,7 +334,7 @@ func (s *Store) claimableHeads(r outbox.ClaimRequest, now time.Time) []int64 {
 			heads[m.OrderingKey], ids[m] = m, id
 		}
 	}
-	from := st.keyCursors[keyCursor{wakeup.Key(s.scope, r.Lane, r.Target), r.ConsumerID}]
+	from := st.places(wakeup.Key(s.scope, r.Lane, r.Target)).Get(r.ConsumerID)
 	keys := slices.Collect(maps.Keys(heads))
 	slices.SortFunc(keys, func(a, b string) int {
 		switch {
@@ -659,4 +655,15 @@ func newToken() string {
 	b[8] = b[8]&0x3f | 0x80
 	h := hex.EncodeToString(b[:])
 	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// places returns the claimers' places in the keys of queue (a wakeup.Key).
+// The caller holds st.mu.
+func (st *state) places(queue string) *keywalk.Places {
+	p, ok := st.keyCursors[queue]
+	if !ok {
+		p = &keywalk.Places{}
+		st.keyCursors[queue] = p
+	}
+	return p
 }

@@ -41,8 +41,9 @@ type claimCursor struct {
 	// The keyed cursors: the last ordering key each claimer (ConsumerID)
 	// served. A claimer's walk starts at the next key, so keys are served
 	// round robin.
-	keys map[string]string
-	// sample holds keys served lately, for walks that jump (see crowded).
+	keys keywalk.Places
+	// sample holds keys served lately on this lane and target, by any
+	// claimer, for walks that jump (see crowded).
 	sample []string
 }
 
@@ -51,14 +52,15 @@ type claimCursor struct {
 // the heads the others are claiming. Claimers with places of their own still
 // trail one another: each starts where the one before it is still working,
 // walks over that one's heads and takes the ones after them, and the next
-// does the same to it. A walk that finds most of what it reads held by
-// others (crowded) therefore sends its claimer to a random key it has seen
-// served, so that concurrent claimers spread over the keys and each walks
-// keys of its own. A lone claimer is never crowded, and keeps strict turns.
+// does the same to it. A walk that passes more than one head held by another
+// claimer for every two it takes (crowded) therefore sends its claimer to a
+// random key served lately on the lane and target, so that concurrent
+// claimers spread over the keys and each walks keys of its own. A lone
+// claimer is never crowded and keeps strict turns; crowded claimers take
+// turns only on average.
 const (
-	sampleKeys     = 256 // keys a cursor remembers for jumps
-	samplePerClaim = 8   // keys a claim adds to the sample
-	maxKeyClaimers = 64  // claimers a cursor keeps places for
+	sampleKeys     = 64 // keys a cursor remembers for jumps
+	samplePerClaim = 4  // keys a claim adds to the sample
 )
 
 // keyWalk is what a claim statement's walk of the ordering keys saw: the
@@ -116,7 +118,7 @@ func (c *claimCursors) start(key, claimer string, limit int) cursorStart {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cur := c.m[key]
-	s := cursorStart{key: cur.keys[claimer]}
+	s := cursorStart{key: cur.keys.Get(claimer)}
 	if !cur.hasFirst || limit < cursorMinLimit || c.now().Sub(cur.scanned) >= cursorRescan {
 		s.at, s.id = scanFromStart()
 		return s
@@ -143,17 +145,7 @@ func (c *claimCursors) record(key, claimer string, from cursorStart, limit int, 
 		next = cur.sample[rand.IntN(len(cur.sample))]
 	}
 	cur.sample = addToSample(cur.sample, served)
-	if _, known := cur.keys[claimer]; !known && len(cur.keys) >= maxKeyClaimers {
-		clear(cur.keys) // forgotten claimers start their walks from the first key
-	}
-	if next == "" {
-		delete(cur.keys, claimer)
-	} else {
-		if cur.keys == nil {
-			cur.keys = map[string]string{}
-		}
-		cur.keys[claimer] = next
-	}
+	cur.keys.Set(claimer, next)
 	var unkeyed []int
 	for i, m := range claimed {
 		if m.OrderingKey == "" {
@@ -179,7 +171,7 @@ func (c *claimCursors) record(key, claimer string, from cursorStart, limit int, 
 	}
 	if !had && len(c.m) >= maxCursorKeys {
 		for k, v := range c.m {
-			if len(v.keys) == 0 && c.now().Sub(v.scanned) >= cursorRescan {
+			if v.keys.Len() == 0 && c.now().Sub(v.scanned) >= cursorRescan {
 				delete(c.m, k)
 			}
 		}
@@ -187,7 +179,7 @@ func (c *claimCursors) record(key, claimer string, from cursorStart, limit int, 
 			clear(c.m) // forgetting a cursor costs one full scan, or one lap of keys out of turn
 		}
 	}
-	if len(cur.keys) == 0 && !cur.hasFirst {
+	if cur.keys.Len() == 0 && !cur.hasFirst {
 		delete(c.m, key)
 		return
 	}

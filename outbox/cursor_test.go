@@ -5,6 +5,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/pgoutbox/pgoutbox/internal/keywalk"
 )
 
 func keyedMessages(keys ...string) ([]Message, []int64) {
@@ -70,7 +72,7 @@ func TestACrowdedWalkJumpsToAKeySeenBefore(t *testing.T) {
 // keys served and of claimers.
 func TestKeyCursorsAreBounded(t *testing.T) {
 	c := newClaimCursors(time.Now)
-	for i := range 3 * maxKeyClaimers {
+	for i := range 3 * keywalk.MaxClaimers {
 		claimer := fmt.Sprint("claimer-", i)
 		keys := make([]string, 50)
 		for j := range keys {
@@ -80,8 +82,8 @@ func TestKeyCursorsAreBounded(t *testing.T) {
 		c.record("q", claimer, c.start("q", claimer, 100), 100, ms, ids, keyWalk{heads: len(keys)})
 	}
 	cur := c.m["q"]
-	if len(cur.keys) > maxKeyClaimers {
-		t.Errorf("%d claimers' places kept, want at most %d", len(cur.keys), maxKeyClaimers)
+	if cur.keys.Len() > keywalk.MaxClaimers {
+		t.Errorf("%d claimers' places kept, want at most %d", cur.keys.Len(), keywalk.MaxClaimers)
 	}
 	if len(cur.sample) > sampleKeys {
 		t.Errorf("%d sampled keys kept, want at most %d", len(cur.sample), sampleKeys)

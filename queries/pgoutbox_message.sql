@@ -228,11 +228,6 @@ WHERE id = @id::bigint
 -- unchanged and are released when the statement's transaction ends. In the
 -- steady state the expired branch is empty and costs one index probe.
 --
--- Locked rows are found again by their tid (ctid) instead of their id: a row
--- this statement holds locked cannot be updated by anyone else, so the tid
--- of the locked version names it until the statement ends, and finding it
--- costs no index descent. A tid never leaves the statement.
---
 -- The same statement acks the claimer's previous successes (@ack_ids with
 -- @ack_tokens at the same positions, matched and fenced as in
 -- MessageAckMany): a relay that keeps up pays one statement and one commit
@@ -260,7 +255,6 @@ WITH RECURSIVE clock AS (
 ),
 expired AS (
     SELECT m.id AS candidate_id,
-           m.ctid::tid AS candidate_tid,
            m.available_at AS candidate_available_at,
            (m.attempt_count >= m.max_attempts) AS exhausted
     FROM pgoutbox_message m
@@ -281,7 +275,6 @@ expired AS (
 ),
 due AS (
     SELECT m.id AS candidate_id,
-           m.ctid::tid AS candidate_tid,
            m.available_at AS candidate_available_at
     FROM pgoutbox_message m
     WHERE m.scope = @scope::text
@@ -300,8 +293,8 @@ due AS (
     FOR UPDATE SKIP LOCKED
 ),
 -- Heads of the keys after @after_key, in key order.
-heads_after (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -311,10 +304,10 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_after h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -326,8 +319,8 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
     ) n
 ),
 -- Then, wrapping around, the heads of the keys up to @after_key.
-heads_before (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -337,10 +330,10 @@ heads_before (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_before h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -359,29 +352,25 @@ keyed AS (
     -- claimer holds locked yields no row, so the walk goes on to later
     -- keys: claimers that start at the same key still fill their batches.
     SELECT l.id AS candidate_id,
-           l.tid AS candidate_tid,
            l.available_at AS candidate_available_at,
            -- Heads the walk read as claimable but could not take (another
            -- claimer holds them) before this one: the store tells from it
            -- when its claimer walks behind another (outbox/cursor.go).
            c.visited - row_number() OVER () AS candidate_skipped
     FROM (
-        SELECT w.tid, row_number() OVER () AS visited
+        SELECT w.id, row_number() OVER () AS visited
         FROM (
-            SELECT h.tid FROM heads_after h
+            SELECT h.id FROM heads_after h
             WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
             UNION ALL
-            SELECT h.tid FROM heads_before h
+            SELECT h.id FROM heads_before h
             WHERE h.status = 'pending' AND h.available_at <= (SELECT k.now FROM clock k)
         ) w
     ) c
     CROSS JOIN LATERAL (
-        SELECT m.id, m.ctid::tid AS tid, m.available_at
+        SELECT m.id, m.available_at
         FROM pgoutbox_message m
-        -- The head's version the walk read, by its tid: no second index
-        -- descent. Locking follows the row to its latest version, and the
-        -- lines below are rechecked on that version.
-        WHERE m.ctid = c.tid
+        WHERE m.id = c.id
           -- Rechecked on the row's latest version once it is locked: a
           -- head claimed, or nacked to a later time, since the walk read it
           -- is not taken.
@@ -392,14 +381,14 @@ keyed AS (
     LIMIT @max::integer
 ),
 picked AS (
-    SELECT c.candidate_tid, c.candidate_skipped
+    SELECT c.candidate_id, c.candidate_skipped
     FROM (
-        SELECT e.candidate_id, e.candidate_tid, e.candidate_available_at, NULL::bigint AS candidate_skipped
+        SELECT e.candidate_id, e.candidate_available_at, NULL::bigint AS candidate_skipped
         FROM expired e WHERE NOT e.exhausted
         UNION ALL
-        SELECT d.candidate_id, d.candidate_tid, d.candidate_available_at, NULL::bigint FROM due d
+        SELECT d.candidate_id, d.candidate_available_at, NULL::bigint FROM due d
         UNION ALL
-        SELECT y.candidate_id, y.candidate_tid, y.candidate_available_at, y.candidate_skipped FROM keyed y
+        SELECT y.candidate_id, y.candidate_available_at, y.candidate_skipped FROM keyed y
     ) c
     ORDER BY c.candidate_available_at, c.candidate_id
     LIMIT @max::integer
@@ -414,7 +403,7 @@ dead_lettered AS (
         ordering_key_released = @release_keys::boolean AND m.ordering_key IS NOT NULL,
         updated_at = k.now
     FROM expired e, clock k
-    WHERE m.ctid = e.candidate_tid
+    WHERE m.id = e.candidate_id
       AND e.exhausted
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
@@ -453,7 +442,7 @@ claimed AS (
         lease_expires_at = k.lease_until,
         updated_at = k.now
     FROM picked p, clock k
-    WHERE m.ctid = p.candidate_tid
+    WHERE m.id = p.candidate_id
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
@@ -912,8 +901,8 @@ ORDER BY k.lane COLLATE "C", k.target COLLATE "C";
 -- other batches, before it reached the row (0 on unkeyed rows).
 WITH RECURSIVE
 -- Heads of the keys after @after_key, in key order.
-heads_after (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_after (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -923,10 +912,10 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_after h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -938,8 +927,8 @@ heads_after (ordering_key, id, tid, status, available_at) AS (
     ) n
 ),
 -- Then, wrapping around, the heads of the keys up to @after_key.
-heads_before (ordering_key, id, tid, status, available_at) AS (
-    (SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+heads_before (ordering_key, id, status, available_at) AS (
+    (SELECT m.ordering_key, m.id, m.status, m.available_at
      FROM pgoutbox_message m
      WHERE m.scope = @scope::text
        AND m.lane = @lane::text
@@ -949,10 +938,10 @@ heads_before (ordering_key, id, tid, status, available_at) AS (
      ORDER BY m.ordering_key, m.id
      LIMIT 1)
     UNION ALL
-    SELECT n.ordering_key, n.id, n.ctid, n.status, n.available_at
+    SELECT n.ordering_key, n.id, n.status, n.available_at
     FROM heads_before h
     CROSS JOIN LATERAL (
-        SELECT m.ordering_key, m.id, m.ctid::tid, m.status, m.available_at
+        SELECT m.ordering_key, m.id, m.status, m.available_at
         FROM pgoutbox_message m
         WHERE m.scope = @scope::text
           AND m.lane = @lane::text
@@ -965,7 +954,7 @@ heads_before (ordering_key, id, tid, status, available_at) AS (
     ) n
 ),
 unkeyed AS (
-    SELECT m.id, m.ctid::tid AS tid
+    SELECT m.id
     FROM pgoutbox_message m
     WHERE m.scope = @scope::text
       AND m.lane = @lane::text
@@ -986,24 +975,24 @@ unkeyed AS (
 keyed AS (
     -- As in MessageClaim: the walk runs as far as the LIMIT pulls it, past
     -- heads another batch holds locked.
-    SELECT l.tid,
+    SELECT l.id,
            -- As in MessageClaim: heads passed because another batch holds
            -- them, before this one.
            c.visited - row_number() OVER () AS skipped
     FROM (
-        SELECT w.tid, row_number() OVER () AS visited
+        SELECT w.id, row_number() OVER () AS visited
         FROM (
-            SELECT h.tid FROM heads_after h
+            SELECT h.id FROM heads_after h
             WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
             UNION ALL
-            SELECT h.tid FROM heads_before h
+            SELECT h.id FROM heads_before h
             WHERE h.status = 'pending' AND h.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
         ) w
     ) c
     CROSS JOIN LATERAL (
-        SELECT m.ctid::tid AS tid
+        SELECT m.id
         FROM pgoutbox_message m
-        WHERE m.ctid = c.tid
+        WHERE m.id = c.id
           AND m.status = 'pending'
           AND m.available_at <= coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
           AND m.id <> ALL(@locked_ids::bigint[])
@@ -1011,15 +1000,13 @@ keyed AS (
     ) l
     LIMIT greatest(sqlc.arg('max')::integer - (SELECT count(u.id) FROM unkeyed u), 0)
 )
--- The locked rows, found by the tids of the versions locked (as in
--- MessageClaim), with the count of heads the walk passed.
 SELECT sqlc.embed(m), c.skipped::bigint AS skipped
 FROM (
-    SELECT y.tid, y.skipped FROM keyed y
+    SELECT y.id, y.skipped FROM keyed y
     UNION ALL
-    SELECT u.tid, 0::bigint FROM unkeyed u
+    SELECT u.id, 0::bigint FROM unkeyed u
 ) c
-JOIN pgoutbox_message m ON m.ctid = c.tid
+JOIN pgoutbox_message m ON m.id = c.id
 ORDER BY m.available_at, m.id;
 
 -- name: MessageFinishLocked :many

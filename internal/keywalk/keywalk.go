@@ -41,3 +41,45 @@ func Less(from, a, b string) bool {
 	}
 	return a < b
 }
+
+// MaxClaimers is how many claimers' places Places keeps.
+const MaxClaimers = 64
+
+// Places holds where each claimer's walk stopped, the key Next gave it, so
+// that every claimer takes its own turns. It keeps at most MaxClaimers
+// places: a new claimer beyond that replaces one of the others, which then
+// starts its next walk from the first key (one lap out of turn, nothing
+// lost). The zero value is empty and ready to use; it is not safe for
+// concurrent use.
+type Places struct {
+	m map[string]string
+}
+
+// Get returns where claimer's next walk starts after ("" for the first key).
+func (p *Places) Get(claimer string) string {
+	return p.m[claimer]
+}
+
+// Set records that claimer's next walk starts after key; "" forgets the
+// claimer's place.
+func (p *Places) Set(claimer, key string) {
+	if key == "" {
+		delete(p.m, claimer)
+		return
+	}
+	if _, known := p.m[claimer]; !known && len(p.m) >= MaxClaimers {
+		for other := range p.m {
+			delete(p.m, other)
+			break
+		}
+	}
+	if p.m == nil {
+		p.m = map[string]string{}
+	}
+	p.m[claimer] = key
+}
+
+// Len is how many claimers have a place.
+func (p *Places) Len() int {
+	return len(p.m)
+}

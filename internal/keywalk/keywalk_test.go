@@ -39,3 +39,29 @@ func TestLess(t *testing.T) {
 		t.Errorf("walk order after m: %v, want %v", keys, want)
 	}
 }
+
+func TestPlacesKeepEachClaimersTurnBounded(t *testing.T) {
+	var p Places
+	if got := p.Get("a"); got != "" {
+		t.Fatalf("an empty Places gives %q", got)
+	}
+	p.Set("a", "k1")
+	p.Set("b", "k7")
+	if p.Get("a") != "k1" || p.Get("b") != "k7" {
+		t.Fatalf("places a=%q b=%q, want k1 and k7", p.Get("a"), p.Get("b"))
+	}
+	p.Set("a", "")
+	if p.Get("a") != "" || p.Len() != 1 {
+		t.Fatalf("after forgetting a: a=%q, %d places", p.Get("a"), p.Len())
+	}
+	for i := range 3 * MaxClaimers {
+		p.Set(string(rune('A'+i%26))+string(rune('0'+i/26)), "k")
+		if p.Len() > MaxClaimers {
+			t.Fatalf("%d places kept, want at most %d", p.Len(), MaxClaimers)
+		}
+	}
+	last := string(rune('A'+(3*MaxClaimers-1)%26)) + string(rune('0'+(3*MaxClaimers-1)/26))
+	if p.Get(last) != "k" {
+		t.Errorf("the newest claimer %q has no place", last)
+	}
+}
