@@ -89,8 +89,21 @@ func TestClaimAndAckRunsAgainAfterADeadlock(t *testing.T) {
 	if err != nil {
 		t.Fatalf("claim and ack after a deadlock: %v; want the statement run again", err)
 	}
-	if len(claimed) != 1 || claimed[0].ID != due.ID || len(ok) != 1 || !ok[0] {
-		t.Fatalf("claimed %v, acked %v; want the due message claimed and the ack held", claimed, ok)
+	if len(ok) != 1 || !ok[0] {
+		t.Fatalf("acked %v; want the ack held", ok)
+	}
+	// The statement ran again at once, and the other session may not have
+	// committed by then: its update still held the due message, which the
+	// claim then skipped (SKIP LOCKED). Either way nothing is lost: the due
+	// message is claimed by the statement run again, or by the next claim.
+	if len(claimed) == 0 {
+		claimed, err = store.Claim(ctx, claimReq(1, time.Minute, "c"))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(claimed) != 1 || claimed[0].ID != due.ID {
+		t.Fatalf("claimed %v; want the due message %s", claimed, due.ID)
 	}
 
 	// In the caller's transaction the deadlock is the caller's: it gets
