@@ -322,7 +322,7 @@ claimed AS (
     RETURNING m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.available_at,
               m.attempt_count, m.max_attempts, m.claimed_by, m.claim_token, m.lease_expires_at,
               m.last_error, m.created_at, m.updated_at, m.ordering_key, m.ordering_key_released,
-              m.headers, m.requested_available_at, coalesce(p.candidate_skipped, 0) AS skipped
+              m.headers, m.requested_available_at, coalesce(p.candidate_skipped, -1) AS skipped
 )
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
@@ -333,13 +333,13 @@ UNION ALL
 SELECT id, scope, lane, target, payload, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
        last_error, created_at, updated_at, ordering_key, ordering_key_released,
-       headers, requested_available_at, 0::bigint
+       headers, requested_available_at, -1::bigint
 FROM dead_lettered
 UNION ALL
 SELECT id, scope, lane, target, 'null'::jsonb, dedupe_key, status, available_at,
        attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at,
        last_error, created_at, updated_at, ordering_key, ordering_key_released,
-       NULL::jsonb, requested_available_at, 0::bigint
+       NULL::jsonb, requested_available_at, -1::bigint
 FROM acked
 ORDER BY status, available_at, id
 `
@@ -433,9 +433,10 @@ type MessageClaimRow struct {
 // The clock is read once, in a CTE, so every row of one claim carries the same
 // timestamps. The result holds the claimed rows (status 'claimed'), then the
 // rows dead-lettered on the way (status 'dead_letter'), then the acked rows
-// (status 'delivered'). skipped is, on a claimed keyed row, how many heads
-// that looked claimable the walk had passed, held by other claimers, before
-// it reached the row, and 0 on every other row.
+// (status 'delivered'). skipped is, on a row the key walk took, how many
+// heads that looked claimable the walk had passed, held by other claimers,
+// before it reached the row, and -1 on every other row (an expired keyed
+// head taken again was not found by the walk).
 // Heads of the keys after @after_key, in key order.
 // Then, wrapping around, the heads of the keys up to @after_key.
 // The walk is read lazily: the second half runs only when the first found
@@ -1572,7 +1573,7 @@ SELECT m.id, m.scope, m.lane, m.target, m.payload, m.dedupe_key, m.status, m.ava
 FROM (
     SELECT y.id, y.skipped FROM keyed y
     UNION ALL
-    SELECT u.id, 0::bigint FROM unkeyed u
+    SELECT u.id, -1::bigint FROM unkeyed u
 ) c
 JOIN pgoutbox_message m ON m.id = c.id
 ORDER BY m.available_at, m.id
@@ -1611,7 +1612,7 @@ type MessageLockDueRow struct {
 // never taken beyond @max: a locked row that the batch did not return would
 // stay locked, and undelivered, until the batch ends. skipped is, on a
 // keyed row, how many heads that looked claimable the walk passed, held by
-// other batches, before it reached the row (0 on unkeyed rows).
+// other batches, before it reached the row (-1 on unkeyed rows).
 // Heads of the keys after @after_key, in key order.
 // Then, wrapping around, the heads of the keys up to @after_key.
 // The walk is read lazily: the second half runs only when the first found

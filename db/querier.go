@@ -108,9 +108,10 @@ type Querier interface {
 	// The clock is read once, in a CTE, so every row of one claim carries the same
 	// timestamps. The result holds the claimed rows (status 'claimed'), then the
 	// rows dead-lettered on the way (status 'dead_letter'), then the acked rows
-	// (status 'delivered'). skipped is, on a claimed keyed row, how many heads
-	// that looked claimable the walk had passed, held by other claimers, before
-	// it reached the row, and 0 on every other row.
+	// (status 'delivered'). skipped is, on a row the key walk took, how many
+	// heads that looked claimable the walk had passed, held by other claimers,
+	// before it reached the row, and -1 on every other row (an expired keyed
+	// head taken again was not found by the walk).
 	// Heads of the keys after @after_key, in key order.
 	// Then, wrapping around, the heads of the keys up to @after_key.
 	// The walk is read lazily: the second half runs only when the first found
@@ -229,7 +230,7 @@ type Querier interface {
 	// never taken beyond @max: a locked row that the batch did not return would
 	// stay locked, and undelivered, until the batch ends. skipped is, on a
 	// keyed row, how many heads that looked claimable the walk passed, held by
-	// other batches, before it reached the row (0 on unkeyed rows).
+	// other batches, before it reached the row (-1 on unkeyed rows).
 	// Heads of the keys after @after_key, in key order.
 	// Then, wrapping around, the heads of the keys up to @after_key.
 	// The walk is read lazily: the second half runs only when the first found

@@ -2,8 +2,11 @@ package integration
 
 import (
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/pgoutbox/pgoutbox/db"
 	"github.com/pgoutbox/pgoutbox/outbox"
@@ -70,6 +73,31 @@ func TestWalksCountTheHeadsOthersHold(t *testing.T) {
 		check(t, "", "key-06", held, claim)
 		check(t, "key-09", "key-10", 0, claim)
 	})
+	t.Run("rows the walk did not take", func(t *testing.T) {
+		// An unkeyed message, and the acked message of the same claim,
+		// report -1: only heads the walk took count towards crowding.
+		d := draft("1")
+		d.Target = "elsewhere"
+		first := f.enqueue(f.store, d)
+		got, err := f.store.Claim(f.ctx, outbox.ClaimRequest{Lane: lane, Target: "elsewhere", Limit: 1, Lease: time.Minute, ConsumerID: "walker"})
+		if err != nil || len(got) != 1 {
+			t.Fatalf("claim: %v %v", got, err)
+		}
+		f.enqueue(f.store, d)
+		id, token := parseReceiptForTest(t, got[0])
+		rows, err := db.New(f.pool).MessageClaim(f.ctx, db.MessageClaimParams{
+			LeaseMicros: time.Minute.Microseconds(), Lane: lane, Target: "elsewhere", Max: 1,
+			AfterAvailableAt: scanFromStart, AckIDs: []int64{id}, AckTokens: []pgtype.UUID{token}, ConsumerID: "walker",
+		})
+		if err != nil || len(rows) != 2 {
+			t.Fatalf("claim and ack: %d rows, %v", len(rows), err)
+		}
+		for _, r := range rows {
+			if r.Skipped != -1 {
+				t.Errorf("row %d (%s, first %s) reports %d heads skipped, want -1", r.ID, r.Status, first.ID, r.Skipped)
+			}
+		}
+	})
 	t.Run("lock", func(t *testing.T) {
 		lock := func(afterKey string) ([]string, []int64) {
 			tx, err := f.pool.Begin(f.ctx)
@@ -93,4 +121,19 @@ func TestWalksCountTheHeadsOthersHold(t *testing.T) {
 		check(t, "", "key-06", held, lock)
 		check(t, "key-09", "key-10", 0, lock)
 	})
+}
+
+// parseReceiptForTest reads a claimed message's id and claim token as the
+// statements take them.
+func parseReceiptForTest(t *testing.T, m outbox.Message) (int64, pgtype.UUID) {
+	t.Helper()
+	id, err := strconv.ParseInt(m.ID, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var token pgtype.UUID
+	if err := token.Scan(m.ClaimToken); err != nil {
+		t.Fatal(err)
+	}
+	return id, token
 }

@@ -64,8 +64,9 @@ const (
 )
 
 // keyWalk is what a claim statement's walk of the ordering keys saw: the
-// keyed heads it claimed, and how many heads that looked claimable it passed
-// on the way because other claimers held them.
+// heads it took, and how many heads that looked claimable it passed on the
+// way because other claimers held them. Keyed heads taken again after their
+// lease expired were not found by the walk, and do not count.
 type keyWalk struct {
 	heads   int
 	skipped int64

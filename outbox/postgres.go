@@ -302,7 +302,7 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, fr
 			id, token, text = cutClaimText(text, row.ID, row.ClaimToken)
 			claimed = append(claimed, messageFrom(claimedRow(row), id, token))
 			keys = append(keys, row.ID)
-			if row.OrderingKey != nil {
+			if row.Skipped >= 0 { // a head the key walk took
 				walk.heads++
 				walk.skipped = max(walk.skipped, row.Skipped)
 			}
