@@ -72,6 +72,17 @@ type keyWalk struct {
 	skipped int64
 }
 
+// add counts a row of a claim or lock statement by its skipped column: -1
+// on rows the key walk did not take, else the held heads the walk passed
+// before the row.
+func (w *keyWalk) add(skipped int64) {
+	if skipped < 0 {
+		return
+	}
+	w.heads++
+	w.skipped = max(w.skipped, skipped)
+}
+
 // crowded reports whether the walk passed more than one held head for every
 // two it took.
 func (w keyWalk) crowded() bool {

@@ -89,3 +89,15 @@ func TestKeyCursorsAreBounded(t *testing.T) {
 		t.Errorf("%d sampled keys kept, want at most %d", len(cur.sample), sampleKeys)
 	}
 }
+
+// Rows the key walk did not take (-1) count for nothing; the others count
+// as heads taken, with the most held heads any of them passed.
+func TestKeyWalkCountsOnlyTheWalksRows(t *testing.T) {
+	var w keyWalk
+	for _, skipped := range []int64{-1, 0, 3, -1, 1} {
+		w.add(skipped)
+	}
+	if w != (keyWalk{heads: 3, skipped: 3}) {
+		t.Errorf("walk %+v, want 3 heads and 3 skipped", w)
+	}
+}

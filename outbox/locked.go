@@ -166,10 +166,7 @@ func (b *LockedBatch) lock(ctx context.Context, r LockRequest, limit int, from c
 	keys := make([]int64, len(rows))
 	for i, row := range rows {
 		msgs[i], keys[i] = toMessage(row.PgoutboxMessage), row.PgoutboxMessage.ID
-		if row.Skipped >= 0 { // a head the key walk took
-			walk.heads++
-			walk.skipped = max(walk.skipped, row.Skipped)
-		}
+		walk.add(row.Skipped)
 	}
 	return msgs, keys, walk, nil
 }

@@ -302,10 +302,7 @@ func (s *PostgresStore) claim(ctx context.Context, r ClaimRequest, limit int, fr
 			id, token, text = cutClaimText(text, row.ID, row.ClaimToken)
 			claimed = append(claimed, messageFrom(claimedRow(row), id, token))
 			keys = append(keys, row.ID)
-			if row.Skipped >= 0 { // a head the key walk took
-				walk.heads++
-				walk.skipped = max(walk.skipped, row.Skipped)
-			}
+			walk.add(row.Skipped)
 		case StatusDelivered:
 			// Acked on the way; the statement returns the token it was acked with.
 			held[heldClaim{row.ID, row.ClaimToken.Bytes}] = true
