@@ -908,14 +908,14 @@ inserted AS (
            coalesce($11::timestamptz, statement_timestamp())
     FROM locked l
     WHERE l.n >= 0
-    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
+    RETURNING id, payload, available_at, created_at
 )
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at,
+SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
        CASE WHEN $1::text <> ''
             THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
        END AS notified
-FROM inserted AS pgoutbox_message
+FROM inserted AS i
 `
 
 type MessageInsertParams struct {
@@ -934,8 +934,11 @@ type MessageInsertParams struct {
 }
 
 type MessageInsertRow struct {
-	PgoutboxMessage PgoutboxMessage
-	Notified        bool
+	ID          int64
+	Payload     string
+	AvailableAt time.Time
+	CreatedAt   time.Time
+	Notified    bool
 }
 
 // Enqueue without a dedupe key: a plain insert, nothing can conflict.
@@ -953,7 +956,11 @@ type MessageInsertRow struct {
 // @notify_channel (the store decides when to notify and what the payload
 // says; see internal/wakeup). Postgres delivers the notification at commit,
 // and only then, so a relay never wakes for a message it cannot yet see.
-// The CTE is aliased as the table so sqlc returns the table's model.
+//
+// Only what the server makes comes back: the id, the times, and the payload
+// as jsonb keeps it (key order and whitespace are its own). The store fills
+// in the rest of the message from the draft; scanning all twenty columns of
+// a row it has just written cost a producer more than the insert.
 func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (MessageInsertRow, error) {
 	row := q.db.QueryRow(ctx, messageInsert,
 		arg.NotifyPayload,
@@ -971,26 +978,10 @@ func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (M
 	)
 	var i MessageInsertRow
 	err := row.Scan(
-		&i.PgoutboxMessage.ID,
-		&i.PgoutboxMessage.Scope,
-		&i.PgoutboxMessage.Lane,
-		&i.PgoutboxMessage.Target,
-		&i.PgoutboxMessage.Payload,
-		&i.PgoutboxMessage.DedupeKey,
-		&i.PgoutboxMessage.Status,
-		&i.PgoutboxMessage.AvailableAt,
-		&i.PgoutboxMessage.AttemptCount,
-		&i.PgoutboxMessage.MaxAttempts,
-		&i.PgoutboxMessage.ClaimedBy,
-		&i.PgoutboxMessage.ClaimToken,
-		&i.PgoutboxMessage.LeaseExpiresAt,
-		&i.PgoutboxMessage.LastError,
-		&i.PgoutboxMessage.CreatedAt,
-		&i.PgoutboxMessage.UpdatedAt,
-		&i.PgoutboxMessage.OrderingKey,
-		&i.PgoutboxMessage.OrderingKeyReleased,
-		&i.PgoutboxMessage.Headers,
-		&i.PgoutboxMessage.RequestedAvailableAt,
+		&i.ID,
+		&i.Payload,
+		&i.AvailableAt,
+		&i.CreatedAt,
 		&i.Notified,
 	)
 	return i, err
@@ -1021,14 +1012,14 @@ inserted AS (
     FROM locked l
     WHERE l.n >= 0
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
+    RETURNING id, payload, available_at, created_at
 )
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at,
+SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
        CASE WHEN $1::text <> ''
             THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
        END AS notified
-FROM inserted AS pgoutbox_message
+FROM inserted AS i
 `
 
 type MessageInsertDeduplicatedParams struct {
@@ -1048,8 +1039,11 @@ type MessageInsertDeduplicatedParams struct {
 }
 
 type MessageInsertDeduplicatedRow struct {
-	PgoutboxMessage PgoutboxMessage
-	Notified        bool
+	ID          int64
+	Payload     string
+	AvailableAt time.Time
+	CreatedAt   time.Time
+	Notified    bool
 }
 
 // Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
@@ -1078,26 +1072,10 @@ func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInse
 	)
 	var i MessageInsertDeduplicatedRow
 	err := row.Scan(
-		&i.PgoutboxMessage.ID,
-		&i.PgoutboxMessage.Scope,
-		&i.PgoutboxMessage.Lane,
-		&i.PgoutboxMessage.Target,
-		&i.PgoutboxMessage.Payload,
-		&i.PgoutboxMessage.DedupeKey,
-		&i.PgoutboxMessage.Status,
-		&i.PgoutboxMessage.AvailableAt,
-		&i.PgoutboxMessage.AttemptCount,
-		&i.PgoutboxMessage.MaxAttempts,
-		&i.PgoutboxMessage.ClaimedBy,
-		&i.PgoutboxMessage.ClaimToken,
-		&i.PgoutboxMessage.LeaseExpiresAt,
-		&i.PgoutboxMessage.LastError,
-		&i.PgoutboxMessage.CreatedAt,
-		&i.PgoutboxMessage.UpdatedAt,
-		&i.PgoutboxMessage.OrderingKey,
-		&i.PgoutboxMessage.OrderingKeyReleased,
-		&i.PgoutboxMessage.Headers,
-		&i.PgoutboxMessage.RequestedAvailableAt,
+		&i.ID,
+		&i.Payload,
+		&i.AvailableAt,
+		&i.CreatedAt,
 		&i.Notified,
 	)
 	return i, err
@@ -1143,18 +1121,17 @@ inserted AS (
     CROSS JOIN locked l
     WHERE l.n >= 0
     ORDER BY d.ordinal
-    ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id, scope, lane, target, payload, dedupe_key, status, available_at, attempt_count, max_attempts, claimed_by, claim_token, lease_expires_at, last_error, created_at, updated_at, ordering_key, ordering_key_released, headers, requested_available_at
+    RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
 )
-SELECT pgoutbox_message.id, pgoutbox_message.scope, pgoutbox_message.lane, pgoutbox_message.target, pgoutbox_message.payload, pgoutbox_message.dedupe_key, pgoutbox_message.status, pgoutbox_message.available_at, pgoutbox_message.attempt_count, pgoutbox_message.max_attempts, pgoutbox_message.claimed_by, pgoutbox_message.claim_token, pgoutbox_message.lease_expires_at, pgoutbox_message.last_error, pgoutbox_message.created_at, pgoutbox_message.updated_at, pgoutbox_message.ordering_key, pgoutbox_message.ordering_key_released, pgoutbox_message.headers, pgoutbox_message.requested_available_at,
+SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
        n.notified::bigint AS notified
-FROM inserted AS pgoutbox_message
+FROM inserted AS i
 CROSS JOIN (
     SELECT count(*) FILTER (WHERE pg_notify($1::text, p.payload) IS NOT NULL) AS notified
     FROM unnest($2::text[]) AS p(payload)
     WHERE EXISTS (SELECT 1 FROM inserted)
 ) n
-ORDER BY pgoutbox_message.id
+ORDER BY i.id
 `
 
 type MessageInsertManyParams struct {
@@ -1175,26 +1152,35 @@ type MessageInsertManyParams struct {
 }
 
 type MessageInsertManyRow struct {
-	PgoutboxMessage PgoutboxMessage
-	Notified        int64
+	ID          int64
+	Lane        string
+	Target      string
+	DedupeKey   *string
+	Payload     string
+	AvailableAt time.Time
+	CreatedAt   time.Time
+	Notified    int64
 }
 
-// Enqueue a batch in one statement: one array per column, unnested in input
-// order. Rows are inserted, and their ids drawn, in @ordinal order, so the
-// rows that come back sorted by id line up with the drafts that were
-// inserted. ” in @dedupe_keys and @ordering_keys means no key, a NULL in
-// @headers none; @has_available_at false means now. Keys already taken (or
-// repeated in the batch) insert nothing; the caller reads their holders with
-// MessageGetByDedupeKeys.
+// Enqueue a batch without dedupe keys in one statement: one array per
+// column, unnested in input order. Rows are inserted, and their ids drawn,
+// in @ordinal order, so the rows that come back sorted by id line up with
+// the drafts. ” in @dedupe_keys and @ordering_keys means no key, a NULL in
+// @headers none; @has_available_at false means now. Only what the server
+// makes comes back (the id, the times and the payload as jsonb keeps it),
+// with what lines a row up with its draft; the store fills in the rest from
+// the drafts.
+//
+// Nothing can conflict, so there is no ON CONFLICT clause: with one, every
+// row would go through speculative insertion (an arbiter-index probe and
+// one more WAL record per message) for a key no row carries.
+// MessageInsertManyDeduplicated is this statement with the clause, and a
+// test (db/statements_test.go) keeps the two otherwise the same.
 //
 // Before inserting, the statement takes transaction-scoped advisory locks on
-// @lock_ids: the batch's ordering keys (see MessageInsert) and dedupe keys,
-// ascending (see internal/keylock). Two batches that share dedupe keys in
-// another order would otherwise each insert some keys and wait on the
-// other's uncommitted rows for the rest: a deadlock. Taken in one global
-// order, the second batch waits for the first to commit before inserting
-// anything, then finds its keys held. The CTE is scanned before the first
-// row is formed, so every lock is held before any id is drawn.
+// @lock_ids: the batch's ordering keys (see MessageInsert), ascending (see
+// internal/keylock). The CTE is scanned before the first row is formed, so
+// every lock is held before any id is drawn.
 // One notification per payload the caller passed (one per distinct scope,
 // lane and target it wants to wake), sent once, and only when the statement
 // inserted something: a fully deduplicated batch notifies nobody.
@@ -1223,26 +1209,152 @@ func (q *Queries) MessageInsertMany(ctx context.Context, arg MessageInsertManyPa
 	for rows.Next() {
 		var i MessageInsertManyRow
 		if err := rows.Scan(
-			&i.PgoutboxMessage.ID,
-			&i.PgoutboxMessage.Scope,
-			&i.PgoutboxMessage.Lane,
-			&i.PgoutboxMessage.Target,
-			&i.PgoutboxMessage.Payload,
-			&i.PgoutboxMessage.DedupeKey,
-			&i.PgoutboxMessage.Status,
-			&i.PgoutboxMessage.AvailableAt,
-			&i.PgoutboxMessage.AttemptCount,
-			&i.PgoutboxMessage.MaxAttempts,
-			&i.PgoutboxMessage.ClaimedBy,
-			&i.PgoutboxMessage.ClaimToken,
-			&i.PgoutboxMessage.LeaseExpiresAt,
-			&i.PgoutboxMessage.LastError,
-			&i.PgoutboxMessage.CreatedAt,
-			&i.PgoutboxMessage.UpdatedAt,
-			&i.PgoutboxMessage.OrderingKey,
-			&i.PgoutboxMessage.OrderingKeyReleased,
-			&i.PgoutboxMessage.Headers,
-			&i.PgoutboxMessage.RequestedAvailableAt,
+			&i.ID,
+			&i.Lane,
+			&i.Target,
+			&i.DedupeKey,
+			&i.Payload,
+			&i.AvailableAt,
+			&i.CreatedAt,
+			&i.Notified,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const messageInsertManyDeduplicated = `-- name: MessageInsertManyDeduplicated :many
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest($3::bigint[]) AS k(lock_id)
+),
+inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, dedupe_key, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
+    )
+    SELECT $4::text,
+           d.lane,
+           d.target,
+           d.payload,
+           nullif(d.dedupe_key, ''),
+           nullif(d.ordering_key, ''),
+           d.headers,
+           CASE WHEN d.has_available_at THEN d.available_at
+                ELSE coalesce($5::timestamptz, statement_timestamp())
+           END,
+           CASE WHEN d.has_available_at THEN d.available_at END,
+           d.max_attempts,
+           coalesce($5::timestamptz, statement_timestamp()),
+           coalesce($5::timestamptz, statement_timestamp())
+    FROM (
+        -- Set-returning functions in one select list advance in lockstep.
+        SELECT unnest($6::text[]) AS lane,
+               unnest($7::text[]) AS target,
+               unnest($8::jsonb[]) AS payload,
+               unnest($9::text[]) AS dedupe_key,
+               unnest($10::text[]) AS ordering_key,
+               unnest($11::jsonb[]) AS headers,
+               unnest($12::timestamptz[]) AS available_at,
+               unnest($13::boolean[]) AS has_available_at,
+               unnest($14::integer[]) AS max_attempts,
+               generate_subscripts($6::text[], 1) AS ordinal
+    ) d
+    CROSS JOIN locked l
+    WHERE l.n >= 0
+    ORDER BY d.ordinal
+    ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
+)
+SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
+       n.notified::bigint AS notified
+FROM inserted AS i
+CROSS JOIN (
+    SELECT count(*) FILTER (WHERE pg_notify($1::text, p.payload) IS NOT NULL) AS notified
+    FROM unnest($2::text[]) AS p(payload)
+    WHERE EXISTS (SELECT 1 FROM inserted)
+) n
+ORDER BY i.id
+`
+
+type MessageInsertManyDeduplicatedParams struct {
+	NotifyChannel  string
+	NotifyPayloads []string
+	LockIDs        []int64
+	Scope          string
+	Now            *time.Time
+	Lanes          []string
+	Targets        []string
+	Payloads       []json.RawMessage
+	DedupeKeys     []string
+	OrderingKeys   []string
+	Headers        []json.RawMessage
+	AvailableAts   []time.Time
+	HasAvailableAt []bool
+	MaxAttempts    []int32
+}
+
+type MessageInsertManyDeduplicatedRow struct {
+	ID          int64
+	Lane        string
+	Target      string
+	DedupeKey   *string
+	Payload     string
+	AvailableAt time.Time
+	CreatedAt   time.Time
+	Notified    int64
+}
+
+// MessageInsertMany for a batch with dedupe keys. Keys already taken (or
+// repeated in the batch) insert nothing; the caller reads their holders
+// with MessageGetByDedupeKeys.
+//
+// @lock_ids also holds the batch's dedupe keys, in the same ascending order
+// (see internal/keylock). Two batches that share dedupe keys in another
+// order would otherwise each insert some keys and wait on the other's
+// uncommitted rows for the rest: a deadlock. Taken in one global order, the
+// second batch waits for the first to commit before inserting anything, then
+// finds its keys held.
+// One notification per payload the caller passed (one per distinct scope,
+// lane and target it wants to wake), sent once, and only when the statement
+// inserted something: a fully deduplicated batch notifies nobody.
+func (q *Queries) MessageInsertManyDeduplicated(ctx context.Context, arg MessageInsertManyDeduplicatedParams) ([]MessageInsertManyDeduplicatedRow, error) {
+	rows, err := q.db.Query(ctx, messageInsertManyDeduplicated,
+		arg.NotifyChannel,
+		arg.NotifyPayloads,
+		arg.LockIDs,
+		arg.Scope,
+		arg.Now,
+		arg.Lanes,
+		arg.Targets,
+		arg.Payloads,
+		arg.DedupeKeys,
+		arg.OrderingKeys,
+		arg.Headers,
+		arg.AvailableAts,
+		arg.HasAvailableAt,
+		arg.MaxAttempts,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []MessageInsertManyDeduplicatedRow{}
+	for rows.Next() {
+		var i MessageInsertManyDeduplicatedRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Lane,
+			&i.Target,
+			&i.DedupeKey,
+			&i.Payload,
+			&i.AvailableAt,
+			&i.CreatedAt,
 			&i.Notified,
 		); err != nil {
 			return nil, err

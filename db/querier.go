@@ -163,7 +163,11 @@ type Querier interface {
 	// @notify_channel (the store decides when to notify and what the payload
 	// says; see internal/wakeup). Postgres delivers the notification at commit,
 	// and only then, so a relay never wakes for a message it cannot yet see.
-	// The CTE is aliased as the table so sqlc returns the table's model.
+	//
+	// Only what the server makes comes back: the id, the times, and the payload
+	// as jsonb keeps it (key order and whitespace are its own). The store fills
+	// in the rest of the message from the draft; scanning all twenty columns of
+	// a row it has just written cost a producer more than the insert.
 	MessageInsert(ctx context.Context, arg MessageInsertParams) (MessageInsertRow, error)
 	// Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
 	// unique index raise: a unique violation would abort the caller's transaction,
@@ -174,26 +178,43 @@ type Querier interface {
 	// or returns nothing. Keyed messages lock their ordering key first, as in
 	// MessageInsert; a deduplicated enqueue adds nothing to the key.
 	MessageInsertDeduplicated(ctx context.Context, arg MessageInsertDeduplicatedParams) (MessageInsertDeduplicatedRow, error)
-	// Enqueue a batch in one statement: one array per column, unnested in input
-	// order. Rows are inserted, and their ids drawn, in @ordinal order, so the
-	// rows that come back sorted by id line up with the drafts that were
-	// inserted. '' in @dedupe_keys and @ordering_keys means no key, a NULL in
-	// @headers none; @has_available_at false means now. Keys already taken (or
-	// repeated in the batch) insert nothing; the caller reads their holders with
-	// MessageGetByDedupeKeys.
+	// Enqueue a batch without dedupe keys in one statement: one array per
+	// column, unnested in input order. Rows are inserted, and their ids drawn,
+	// in @ordinal order, so the rows that come back sorted by id line up with
+	// the drafts. '' in @dedupe_keys and @ordering_keys means no key, a NULL in
+	// @headers none; @has_available_at false means now. Only what the server
+	// makes comes back (the id, the times and the payload as jsonb keeps it),
+	// with what lines a row up with its draft; the store fills in the rest from
+	// the drafts.
+	//
+	// Nothing can conflict, so there is no ON CONFLICT clause: with one, every
+	// row would go through speculative insertion (an arbiter-index probe and
+	// one more WAL record per message) for a key no row carries.
+	// MessageInsertManyDeduplicated is this statement with the clause, and a
+	// test (db/statements_test.go) keeps the two otherwise the same.
 	//
 	// Before inserting, the statement takes transaction-scoped advisory locks on
-	// @lock_ids: the batch's ordering keys (see MessageInsert) and dedupe keys,
-	// ascending (see internal/keylock). Two batches that share dedupe keys in
-	// another order would otherwise each insert some keys and wait on the
-	// other's uncommitted rows for the rest: a deadlock. Taken in one global
-	// order, the second batch waits for the first to commit before inserting
-	// anything, then finds its keys held. The CTE is scanned before the first
-	// row is formed, so every lock is held before any id is drawn.
+	// @lock_ids: the batch's ordering keys (see MessageInsert), ascending (see
+	// internal/keylock). The CTE is scanned before the first row is formed, so
+	// every lock is held before any id is drawn.
 	// One notification per payload the caller passed (one per distinct scope,
 	// lane and target it wants to wake), sent once, and only when the statement
 	// inserted something: a fully deduplicated batch notifies nobody.
 	MessageInsertMany(ctx context.Context, arg MessageInsertManyParams) ([]MessageInsertManyRow, error)
+	// MessageInsertMany for a batch with dedupe keys. Keys already taken (or
+	// repeated in the batch) insert nothing; the caller reads their holders
+	// with MessageGetByDedupeKeys.
+	//
+	// @lock_ids also holds the batch's dedupe keys, in the same ascending order
+	// (see internal/keylock). Two batches that share dedupe keys in another
+	// order would otherwise each insert some keys and wait on the other's
+	// uncommitted rows for the rest: a deadlock. Taken in one global order, the
+	// second batch waits for the first to commit before inserting anything, then
+	// finds its keys held.
+	// One notification per payload the caller passed (one per distinct scope,
+	// lane and target it wants to wake), sent once, and only when the statement
+	// inserted something: a fully deduplicated batch notifies nobody.
+	MessageInsertManyDeduplicated(ctx context.Context, arg MessageInsertManyDeduplicatedParams) ([]MessageInsertManyDeduplicatedRow, error)
 	// Operator listing: optional status, lane, target, ordering key, dedupe key
 	// and error-text filters, keyset pagination by id (pass the last id of the previous page; 0
 	// for the first), oldest first. The caller caps @max. It walks the primary

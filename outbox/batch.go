@@ -13,6 +13,7 @@ import (
 	"github.com/pgoutbox/pgoutbox/db"
 	"github.com/pgoutbox/pgoutbox/internal/headers"
 	"github.com/pgoutbox/pgoutbox/internal/keylock"
+	"github.com/pgoutbox/pgoutbox/internal/msgid"
 	"github.com/pgoutbox/pgoutbox/internal/validate"
 	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 )
@@ -53,7 +54,7 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 	notices := s.batchNotices(drafts)
 	if !keyed {
 		// One statement is atomic on its own and nothing can conflict.
-		results, notified, err := s.insertMany(ctx, s.q, s.qf, drafts, notices)
+		results, notified, err := s.insertMany(ctx, s.q, s.qf, drafts, notices, false)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +97,7 @@ func (s *PostgresStore) insertManyTx(ctx context.Context, begin interface {
 	if err != nil {
 		return nil, false, fmt.Errorf("outbox: enqueue many: %w", err)
 	}
-	results, notified, err := s.insertMany(ctx, db.New(tx), queries(tx), drafts, notices)
+	results, notified, err := s.insertMany(ctx, db.New(tx), queries(tx), drafts, notices, true)
 	if err != nil {
 		s.sawError(err)
 		_ = tx.Rollback(ctx)
@@ -140,8 +141,10 @@ func (s *PostgresStore) settleBatch(ctx context.Context, notices map[string]noti
 
 // insertMany runs the batch insert on q (prepared: an insert scans no
 // table) and reads the holders of taken keys on fresh (planned per
-// execution, see plans.go).
-func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, drafts []Draft, notices map[string]notice) ([]EnqueueResult, bool, error) {
+// execution, see plans.go). dedupe says whether the batch carries dedupe
+// keys: only then does the insert need ON CONFLICT (see
+// MessageInsertMany).
+func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, drafts []Draft, notices map[string]notice, dedupe bool) ([]EnqueueResult, bool, error) {
 	p := db.MessageInsertManyParams{
 		NotifyChannel:  wakeup.Channel,
 		NotifyPayloads: []string{},
@@ -163,10 +166,12 @@ func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, dr
 			p.NotifyPayloads = append(p.NotifyPayloads, n.payload)
 		}
 	}
+	injected := make([]map[string]string, len(drafts))
 	for i, d := range drafts {
 		p.Lanes[i], p.Targets[i], p.DedupeKeys[i], p.OrderingKeys[i] = d.Lane, d.Target, d.DedupeKey, d.OrderingKey
 		p.Payloads[i] = d.Payload
-		p.Headers[i] = headers.Encode(headers.Inject(ctx, s.cfg.propagator, d.Headers))
+		injected[i] = headers.Inject(ctx, s.cfg.propagator, d.Headers)
+		p.Headers[i] = headers.Encode(injected[i])
 		p.AvailableAts[i], p.HasAvailableAt[i] = d.AvailableAt, !d.AvailableAt.IsZero()
 		p.MaxAttempts[i] = d.maxAttempts()
 		if d.DedupeKey != "" {
@@ -177,7 +182,19 @@ func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, dr
 		}
 	}
 	p.LockIDs = keylock.Ordered(p.LockIDs)
-	rows, err := q.MessageInsertMany(ctx, p)
+	var rows []db.MessageInsertManyRow
+	var err error
+	if dedupe {
+		// The same columns: only the ON CONFLICT clause differs.
+		var drows []db.MessageInsertManyDeduplicatedRow
+		drows, err = q.MessageInsertManyDeduplicated(ctx, db.MessageInsertManyDeduplicatedParams(p))
+		rows = make([]db.MessageInsertManyRow, len(drows))
+		for i, r := range drows {
+			rows[i] = db.MessageInsertManyRow(r)
+		}
+	} else {
+		rows, err = q.MessageInsertMany(ctx, p)
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("outbox: enqueue many: %w", explainSerialization(firstKey(drafts), err))
 	}
@@ -188,8 +205,9 @@ func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, dr
 	var held []int
 	next := 0
 	for i, d := range drafts {
-		if next < len(rows) && insertedFor(d, rows[next].PgoutboxMessage) {
-			results[i].Message = toMessage(rows[next].PgoutboxMessage)
+		if next < len(rows) && insertedFor(d, rows[next]) {
+			r := rows[next]
+			results[i].Message = insertedMessage(d, injected[i], insertedRow{id: r.ID, payload: r.Payload, availableAt: r.AvailableAt, createdAt: r.CreatedAt})
 			next++
 			continue
 		}
@@ -239,7 +257,7 @@ func firstKey(drafts []Draft) string {
 }
 
 // insertedFor reports whether row is the one inserted for draft d.
-func insertedFor(d Draft, row db.PgoutboxMessage) bool {
+func insertedFor(d Draft, row db.MessageInsertManyRow) bool {
 	if row.Lane != d.Lane || row.Target != d.Target {
 		return false
 	}
@@ -247,6 +265,38 @@ func insertedFor(d Draft, row db.PgoutboxMessage) bool {
 		return row.DedupeKey == nil
 	}
 	return row.DedupeKey != nil && *row.DedupeKey == d.DedupeKey
+}
+
+// insertedRow is what an insert statement returns about a row it wrote:
+// only what the server made.
+type insertedRow struct {
+	id                     int64
+	payload                string
+	availableAt, createdAt time.Time
+}
+
+func stored(r db.MessageInsertRow) insertedRow {
+	return insertedRow{id: r.ID, payload: r.Payload, availableAt: r.AvailableAt, createdAt: r.CreatedAt}
+}
+
+// insertedMessage is the message an insert stored for draft d, with h the
+// headers it wrote: the id, the times and the payload (as jsonb keeps it)
+// from the server, the rest from the draft, as the insert wrote it.
+func insertedMessage(d Draft, h map[string]string, r insertedRow) Message {
+	return Message{
+		ID:          msgid.Format(r.id),
+		Lane:        d.Lane,
+		Target:      d.Target,
+		Payload:     json.RawMessage(r.payload),
+		DedupeKey:   d.DedupeKey,
+		OrderingKey: d.OrderingKey,
+		Headers:     headers.Stored(h),
+		Status:      StatusPending,
+		AvailableAt: r.availableAt,
+		MaxAttempts: int(d.maxAttempts()),
+		CreatedAt:   r.createdAt,
+		UpdatedAt:   r.createdAt,
+	}
 }
 
 // AckMany acks a batch of claims in one statement. ok[i] reports whether

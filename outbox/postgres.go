@@ -112,7 +112,8 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 	}
 	now := s.now()
 	n := s.notice(d.Lane, d.Target)
-	hdrs := headers.Encode(headers.Inject(ctx, s.cfg.propagator, d.Headers))
+	injected := headers.Inject(ctx, s.cfg.propagator, d.Headers)
+	hdrs := headers.Encode(injected)
 	orderingKey, lockIDs := s.orderingKey(d)
 	if d.DedupeKey == "" {
 		row, err := s.q.MessageInsert(ctx, db.MessageInsertParams{
@@ -124,7 +125,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
 		}
 		s.settle(ctx, n, row.Notified, true)
-		return EnqueueResult{Message: toMessage(row.PgoutboxMessage)}, nil
+		return EnqueueResult{Message: insertedMessage(d, injected, stored(row))}, nil
 	}
 	for range dedupeRetries {
 		row, err := s.q.MessageInsertDeduplicated(ctx, db.MessageInsertDeduplicatedParams{
@@ -134,7 +135,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 		})
 		if err == nil {
 			s.settle(ctx, n, row.Notified, true)
-			return EnqueueResult{Message: toMessage(row.PgoutboxMessage)}, nil
+			return EnqueueResult{Message: insertedMessage(d, injected, stored(db.MessageInsertRow(row)))}, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", explainSerialization(d.DedupeKey, err))

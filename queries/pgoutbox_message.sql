@@ -14,7 +14,11 @@
 -- @notify_channel (the store decides when to notify and what the payload
 -- says; see internal/wakeup). Postgres delivers the notification at commit,
 -- and only then, so a relay never wakes for a message it cannot yet see.
--- The CTE is aliased as the table so sqlc returns the table's model.
+--
+-- Only what the server makes comes back: the id, the times, and the payload
+-- as jsonb keeps it (key order and whitespace are its own). The store fills
+-- in the rest of the message from the draft; scanning all twenty columns of
+-- a row it has just written cost a producer more than the insert.
 WITH locked AS (
     SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
     FROM unnest(@lock_ids::bigint[]) AS k(lock_id)
@@ -37,14 +41,14 @@ inserted AS (
            coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
     FROM locked l
     WHERE l.n >= 0
-    RETURNING *
+    RETURNING id, payload, available_at, created_at
 )
-SELECT sqlc.embed(pgoutbox_message),
+SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
        CASE WHEN @notify_payload::text <> ''
             THEN pg_notify(@notify_channel::text, @notify_payload::text) IS NOT NULL
             ELSE false
        END AS notified
-FROM inserted AS pgoutbox_message;
+FROM inserted AS i;
 
 -- name: MessageInsertDeduplicated :one
 -- Enqueue with a dedupe key. ON CONFLICT DO NOTHING instead of letting the
@@ -79,32 +83,100 @@ inserted AS (
     FROM locked l
     WHERE l.n >= 0
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, payload, available_at, created_at
 )
-SELECT sqlc.embed(pgoutbox_message),
+SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
        CASE WHEN @notify_payload::text <> ''
             THEN pg_notify(@notify_channel::text, @notify_payload::text) IS NOT NULL
             ELSE false
        END AS notified
-FROM inserted AS pgoutbox_message;
+FROM inserted AS i;
 
 -- name: MessageInsertMany :many
--- Enqueue a batch in one statement: one array per column, unnested in input
--- order. Rows are inserted, and their ids drawn, in @ordinal order, so the
--- rows that come back sorted by id line up with the drafts that were
--- inserted. '' in @dedupe_keys and @ordering_keys means no key, a NULL in
--- @headers none; @has_available_at false means now. Keys already taken (or
--- repeated in the batch) insert nothing; the caller reads their holders with
--- MessageGetByDedupeKeys.
+-- Enqueue a batch without dedupe keys in one statement: one array per
+-- column, unnested in input order. Rows are inserted, and their ids drawn,
+-- in @ordinal order, so the rows that come back sorted by id line up with
+-- the drafts. '' in @dedupe_keys and @ordering_keys means no key, a NULL in
+-- @headers none; @has_available_at false means now. Only what the server
+-- makes comes back (the id, the times and the payload as jsonb keeps it),
+-- with what lines a row up with its draft; the store fills in the rest from
+-- the drafts.
+--
+-- Nothing can conflict, so there is no ON CONFLICT clause: with one, every
+-- row would go through speculative insertion (an arbiter-index probe and
+-- one more WAL record per message) for a key no row carries.
+-- MessageInsertManyDeduplicated is this statement with the clause, and a
+-- test (db/statements_test.go) keeps the two otherwise the same.
 --
 -- Before inserting, the statement takes transaction-scoped advisory locks on
--- @lock_ids: the batch's ordering keys (see MessageInsert) and dedupe keys,
--- ascending (see internal/keylock). Two batches that share dedupe keys in
--- another order would otherwise each insert some keys and wait on the
--- other's uncommitted rows for the rest: a deadlock. Taken in one global
--- order, the second batch waits for the first to commit before inserting
--- anything, then finds its keys held. The CTE is scanned before the first
--- row is formed, so every lock is held before any id is drawn.
+-- @lock_ids: the batch's ordering keys (see MessageInsert), ascending (see
+-- internal/keylock). The CTE is scanned before the first row is formed, so
+-- every lock is held before any id is drawn.
+WITH locked AS (
+    SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
+    FROM unnest(@lock_ids::bigint[]) AS k(lock_id)
+),
+inserted AS (
+    INSERT INTO pgoutbox_message (
+        scope, lane, target, payload, dedupe_key, ordering_key, headers, available_at, requested_available_at,
+        max_attempts, created_at, updated_at
+    )
+    SELECT @scope::text,
+           d.lane,
+           d.target,
+           d.payload,
+           nullif(d.dedupe_key, ''),
+           nullif(d.ordering_key, ''),
+           d.headers,
+           CASE WHEN d.has_available_at THEN d.available_at
+                ELSE coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+           END,
+           CASE WHEN d.has_available_at THEN d.available_at END,
+           d.max_attempts,
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp()),
+           coalesce(sqlc.narg('now')::timestamptz, statement_timestamp())
+    FROM (
+        -- Set-returning functions in one select list advance in lockstep.
+        SELECT unnest(@lanes::text[]) AS lane,
+               unnest(@targets::text[]) AS target,
+               unnest(@payloads::jsonb[]) AS payload,
+               unnest(@dedupe_keys::text[]) AS dedupe_key,
+               unnest(@ordering_keys::text[]) AS ordering_key,
+               unnest(@headers::jsonb[]) AS headers,
+               unnest(@available_ats::timestamptz[]) AS available_at,
+               unnest(@has_available_at::boolean[]) AS has_available_at,
+               unnest(@max_attempts::integer[]) AS max_attempts,
+               generate_subscripts(@lanes::text[], 1) AS ordinal
+    ) d
+    CROSS JOIN locked l
+    WHERE l.n >= 0
+    ORDER BY d.ordinal
+    RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
+)
+SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
+       n.notified::bigint AS notified
+FROM inserted AS i
+-- One notification per payload the caller passed (one per distinct scope,
+-- lane and target it wants to wake), sent once, and only when the statement
+-- inserted something: a fully deduplicated batch notifies nobody.
+CROSS JOIN (
+    SELECT count(*) FILTER (WHERE pg_notify(@notify_channel::text, p.payload) IS NOT NULL) AS notified
+    FROM unnest(@notify_payloads::text[]) AS p(payload)
+    WHERE EXISTS (SELECT 1 FROM inserted)
+) n
+ORDER BY i.id;
+
+-- name: MessageInsertManyDeduplicated :many
+-- MessageInsertMany for a batch with dedupe keys. Keys already taken (or
+-- repeated in the batch) insert nothing; the caller reads their holders
+-- with MessageGetByDedupeKeys.
+--
+-- @lock_ids also holds the batch's dedupe keys, in the same ascending order
+-- (see internal/keylock). Two batches that share dedupe keys in another
+-- order would otherwise each insert some keys and wait on the other's
+-- uncommitted rows for the rest: a deadlock. Taken in one global order, the
+-- second batch waits for the first to commit before inserting anything, then
+-- finds its keys held.
 WITH locked AS (
     SELECT count(pg_advisory_xact_lock(k.lock_id)) AS n
     FROM unnest(@lock_ids::bigint[]) AS k(lock_id)
@@ -145,11 +217,11 @@ inserted AS (
     WHERE l.n >= 0
     ORDER BY d.ordinal
     ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
 )
-SELECT sqlc.embed(pgoutbox_message),
+SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
        n.notified::bigint AS notified
-FROM inserted AS pgoutbox_message
+FROM inserted AS i
 -- One notification per payload the caller passed (one per distinct scope,
 -- lane and target it wants to wake), sent once, and only when the statement
 -- inserted something: a fully deduplicated batch notifies nobody.
@@ -158,7 +230,7 @@ CROSS JOIN (
     FROM unnest(@notify_payloads::text[]) AS p(payload)
     WHERE EXISTS (SELECT 1 FROM inserted)
 ) n
-ORDER BY pgoutbox_message.id;
+ORDER BY i.id;
 
 -- name: MessageGetByDedupeKeys :many
 -- The holders of a batch's dedupe keys, with whether each one's payload is the

@@ -85,6 +85,7 @@ func Tests() []Test {
 		{Name: "InvalidDraftsWriteNothing", Func: TestInvalidDraftsWriteNothing},
 		{Name: "Dedupe", Func: TestDedupe},
 		{Name: "EnqueueManyIsAtomic", Func: TestEnqueueManyIsAtomic},
+		{Name: "EnqueueReturnsTheStoredMessage", Func: TestEnqueueReturnsTheStoredMessage},
 		{Name: "ClaimOrderAndFields", Func: TestClaimOrderAndFields},
 		{Name: "ClaimLimitLaneTargetAndValidation", Func: TestClaimLimitLaneTargetAndValidation},
 		{Name: "LeaseFencing", Func: TestLeaseFencing},

@@ -43,6 +43,16 @@ func Decode(b []byte) (map[string]string, error) {
 	return h, nil
 }
 
+// Stored returns the headers a message holds once h is stored: what Decode
+// returns for Encode(h) (nil when h is empty), as a copy that does not
+// share h's map.
+func Stored(h map[string]string) map[string]string {
+	if len(h) == 0 {
+		return nil
+	}
+	return maps.Clone(h)
+}
+
 // Inject returns h with the trace context of ctx added by p (for W3C
 // propagators, traceparent, tracestate and baggage). Headers the producer
 // set itself win over injected ones. h is not modified; with a nil

@@ -2,6 +2,7 @@ package headers
 
 import (
 	"context"
+	"maps"
 	"testing"
 
 	"go.opentelemetry.io/otel/propagation"
@@ -22,6 +23,14 @@ func TestEncodeDecode(t *testing.T) {
 	}
 	if back, err := Decode([]byte(`null`)); err != nil || back != nil {
 		t.Errorf("Decode(null) = %v %v", back, err)
+	}
+	if Stored(nil) != nil || Stored(map[string]string{}) != nil {
+		t.Error("no headers must be stored as nil, as Decode reads them")
+	}
+	if s := Stored(h); !maps.Equal(s, back) {
+		t.Errorf("Stored = %v, Decode(Encode) = %v", s, back)
+	} else if s["b"] = "changed"; h["b"] != "2" {
+		t.Error("Stored shares the map it was given")
 	}
 }
 
