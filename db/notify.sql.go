@@ -37,3 +37,38 @@ func (q *Queries) NotifySend(ctx context.Context, arg NotifySendParams) error {
 	_, err := q.db.Exec(ctx, notifySend, arg.Channel, arg.Payload)
 	return err
 }
+
+const xactStatuses = `-- name: XactStatuses :many
+SELECT x.xact::bigint AS xact, coalesce(pg_xact_status(x.xact::text::xid8)::text, '')::text AS status
+FROM unnest($1::bigint[]) AS x(xact)
+`
+
+type XactStatusesRow struct {
+	Xact   int64
+	Status string
+}
+
+// Whether each of the caller transactions in @xacts (ids from
+// pg_current_xact_id) has committed: 'committed', 'aborted', 'in progress',
+// or ” once the id is too old for the server to know. The commit watcher
+// asks this to send a caller transaction's notification after it commits
+// (see outbox/commitwatch.go).
+func (q *Queries) XactStatuses(ctx context.Context, xacts []int64) ([]XactStatusesRow, error) {
+	rows, err := q.db.Query(ctx, xactStatuses, xacts)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	items := []XactStatusesRow{}
+	for rows.Next() {
+		var i XactStatusesRow
+		if err := rows.Scan(&i.Xact, &i.Status); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -911,6 +911,7 @@ inserted AS (
     RETURNING id, payload, available_at, created_at
 )
 SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        CASE WHEN $1::text <> ''
             THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
@@ -938,6 +939,7 @@ type MessageInsertRow struct {
 	Payload     string
 	AvailableAt time.Time
 	CreatedAt   time.Time
+	Xact        int64
 	Notified    bool
 }
 
@@ -956,6 +958,9 @@ type MessageInsertRow struct {
 // @notify_channel (the store decides when to notify and what the payload
 // says; see internal/wakeup). Postgres delivers the notification at commit,
 // and only then, so a relay never wakes for a message it cannot yet see.
+// xact is the transaction's id: for an enqueue in a caller's transaction
+// the store notifies once it sees that transaction commit (see
+// outbox/commitwatch.go).
 //
 // Only what the server makes comes back: the id, the times, and the payload
 // as jsonb keeps it (key order and whitespace are its own). The store fills
@@ -982,6 +987,7 @@ func (q *Queries) MessageInsert(ctx context.Context, arg MessageInsertParams) (M
 		&i.Payload,
 		&i.AvailableAt,
 		&i.CreatedAt,
+		&i.Xact,
 		&i.Notified,
 	)
 	return i, err
@@ -1015,6 +1021,7 @@ inserted AS (
     RETURNING id, payload, available_at, created_at
 )
 SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        CASE WHEN $1::text <> ''
             THEN pg_notify($2::text, $1::text) IS NOT NULL
             ELSE false
@@ -1043,6 +1050,7 @@ type MessageInsertDeduplicatedRow struct {
 	Payload     string
 	AvailableAt time.Time
 	CreatedAt   time.Time
+	Xact        int64
 	Notified    bool
 }
 
@@ -1076,6 +1084,7 @@ func (q *Queries) MessageInsertDeduplicated(ctx context.Context, arg MessageInse
 		&i.Payload,
 		&i.AvailableAt,
 		&i.CreatedAt,
+		&i.Xact,
 		&i.Notified,
 	)
 	return i, err
@@ -1124,6 +1133,7 @@ inserted AS (
     RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
 )
 SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        n.notified::bigint AS notified
 FROM inserted AS i
 CROSS JOIN (
@@ -1159,6 +1169,7 @@ type MessageInsertManyRow struct {
 	Payload     string
 	AvailableAt time.Time
 	CreatedAt   time.Time
+	Xact        int64
 	Notified    int64
 }
 
@@ -1216,6 +1227,7 @@ func (q *Queries) MessageInsertMany(ctx context.Context, arg MessageInsertManyPa
 			&i.Payload,
 			&i.AvailableAt,
 			&i.CreatedAt,
+			&i.Xact,
 			&i.Notified,
 		); err != nil {
 			return nil, err
@@ -1272,6 +1284,7 @@ inserted AS (
     RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
 )
 SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        n.notified::bigint AS notified
 FROM inserted AS i
 CROSS JOIN (
@@ -1307,6 +1320,7 @@ type MessageInsertManyDeduplicatedRow struct {
 	Payload     string
 	AvailableAt time.Time
 	CreatedAt   time.Time
+	Xact        int64
 	Notified    int64
 }
 
@@ -1355,6 +1369,7 @@ func (q *Queries) MessageInsertManyDeduplicated(ctx context.Context, arg Message
 			&i.Payload,
 			&i.AvailableAt,
 			&i.CreatedAt,
+			&i.Xact,
 			&i.Notified,
 		); err != nil {
 			return nil, err

@@ -163,6 +163,9 @@ type Querier interface {
 	// @notify_channel (the store decides when to notify and what the payload
 	// says; see internal/wakeup). Postgres delivers the notification at commit,
 	// and only then, so a relay never wakes for a message it cannot yet see.
+	// xact is the transaction's id: for an enqueue in a caller's transaction
+	// the store notifies once it sees that transaction commit (see
+	// outbox/commitwatch.go).
 	//
 	// Only what the server makes comes back: the id, the times, and the payload
 	// as jsonb keeps it (key order and whitespace are its own). The store fills
@@ -326,6 +329,12 @@ type Querier interface {
 	// answering on existing sessions, read-only; a LISTEN there hears nothing
 	// ever again, so the relay's notifier reconnects when this says true.
 	SessionReadOnly(ctx context.Context) (bool, error)
+	// Whether each of the caller transactions in @xacts (ids from
+	// pg_current_xact_id) has committed: 'committed', 'aborted', 'in progress',
+	// or '' once the id is too old for the server to know. The commit watcher
+	// asks this to send a caller transaction's notification after it commits
+	// (see outbox/commitwatch.go).
+	XactStatuses(ctx context.Context, xacts []int64) ([]XactStatusesRow, error)
 }
 
 var _ Querier = (*Queries)(nil)

@@ -55,9 +55,10 @@ func TestWakeUpAfterADeduplicatedEnqueue(t *testing.T) {
 	}
 }
 
-// An enqueue inside a caller's transaction commits when the caller says, so
-// it always notifies: one that enqueues within the interval of a notified
-// enqueue and commits 100 ms later is still handled at once.
+// An enqueue inside a caller's transaction commits when the caller says, and
+// is notified once it is seen to commit: one that enqueues within the
+// interval of a notified enqueue and commits 100 ms later is still handled
+// at once.
 func TestWakeUpForALateCommittingTransaction(t *testing.T) {
 	f := newFixture(t)
 	var handled atomic.Int32

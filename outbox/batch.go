@@ -54,11 +54,11 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 	notices := s.batchNotices(drafts)
 	if !keyed {
 		// One statement is atomic on its own and nothing can conflict.
-		results, notified, err := s.insertMany(ctx, s.q, s.qf, drafts, notices, false)
+		results, sent, err := s.insertMany(ctx, s.q, s.qf, drafts, notices, false)
 		if err != nil {
 			return nil, err
 		}
-		s.settleBatch(ctx, notices, notified, drafts, results)
+		s.settleBatch(ctx, notices, sent, drafts, results)
 		return results, nil
 	}
 	begin, ok := s.conn.(interface {
@@ -68,10 +68,10 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 		return nil, fmt.Errorf("outbox: enqueue many: dedupe keys need a connection that can begin a transaction, and %T cannot", s.conn)
 	}
 	for attempt := 0; ; attempt++ {
-		results, notified, err := s.insertManyTx(ctx, begin, drafts, notices)
+		results, sent, err := s.insertManyTx(ctx, begin, drafts, notices)
 		switch {
 		case err == nil:
-			s.settleBatch(ctx, notices, notified, drafts, results)
+			s.settleBatch(ctx, notices, sent, drafts, results)
 			return results, nil
 		case errors.Is(err, errHolderVanished) && attempt < dedupeRetries:
 			continue
@@ -92,24 +92,31 @@ func (s *PostgresStore) EnqueueMany(ctx context.Context, drafts []Draft) ([]Enqu
 func (s *PostgresStore) insertManyTx(ctx context.Context, begin interface {
 	Begin(context.Context) (pgx.Tx, error)
 }, drafts []Draft, notices map[string]notice,
-) ([]EnqueueResult, bool, error) {
+) ([]EnqueueResult, batchSent, error) {
 	tx, err := begin.Begin(ctx)
 	if err != nil {
-		return nil, false, fmt.Errorf("outbox: enqueue many: %w", err)
+		return nil, batchSent{}, fmt.Errorf("outbox: enqueue many: %w", err)
 	}
-	results, notified, err := s.insertMany(ctx, db.New(tx), queries(tx), drafts, notices, true)
+	results, sent, err := s.insertMany(ctx, db.New(tx), queries(tx), drafts, notices, true)
 	if err != nil {
 		s.sawError(err)
 		_ = tx.Rollback(ctx)
-		return nil, false, err
+		return nil, batchSent{}, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, false, fmt.Errorf("outbox: enqueue many: %w", err)
+		return nil, batchSent{}, fmt.Errorf("outbox: enqueue many: %w", err)
 	}
-	return results, notified, nil
+	return results, sent, nil
 }
 
 var errHolderVanished = errors.New("outbox: a dedupe key's holder vanished")
+
+// batchSent is what a batch insert did about waking relays: whether it
+// notified, and the id of its transaction (for the commit watcher).
+type batchSent struct {
+	notified bool
+	xact     int64
+}
 
 // batchNotices decides, per distinct scope, lane and target of a batch,
 // whether the batch notifies (see notice).
@@ -127,7 +134,7 @@ func (s *PostgresStore) batchNotices(drafts []Draft) map[string]notice {
 }
 
 // settleBatch settles each notice of a batch that has committed.
-func (s *PostgresStore) settleBatch(ctx context.Context, notices map[string]notice, notified bool, drafts []Draft, results []EnqueueResult) {
+func (s *PostgresStore) settleBatch(ctx context.Context, notices map[string]notice, sent batchSent, drafts []Draft, results []EnqueueResult) {
 	inserted := map[string]bool{}
 	for i, d := range drafts {
 		if !results[i].Deduplicated {
@@ -135,7 +142,7 @@ func (s *PostgresStore) settleBatch(ctx context.Context, notices map[string]noti
 		}
 	}
 	for k, n := range notices {
-		s.settle(ctx, n, notified && n.payload != "", inserted[k])
+		s.settle(ctx, n, sent.notified && n.payload != "", inserted[k], sent.xact)
 	}
 }
 
@@ -144,7 +151,7 @@ func (s *PostgresStore) settleBatch(ctx context.Context, notices map[string]noti
 // execution, see plans.go). dedupe says whether the batch carries dedupe
 // keys: only then does the insert need ON CONFLICT (see
 // MessageInsertMany).
-func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, drafts []Draft, notices map[string]notice, dedupe bool) ([]EnqueueResult, bool, error) {
+func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, drafts []Draft, notices map[string]notice, dedupe bool) ([]EnqueueResult, batchSent, error) {
 	p := db.MessageInsertManyParams{
 		NotifyChannel:  wakeup.Channel,
 		NotifyPayloads: []string{},
@@ -196,9 +203,12 @@ func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, dr
 		rows, err = q.MessageInsertMany(ctx, p)
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("outbox: enqueue many: %w", explainSerialization(firstKey(drafts), err))
+		return nil, batchSent{}, fmt.Errorf("outbox: enqueue many: %w", explainSerialization(firstKey(drafts), err))
 	}
-	notified := len(rows) > 0 && rows[0].Notified > 0
+	var sent batchSent
+	if len(rows) > 0 {
+		sent = batchSent{notified: rows[0].Notified > 0, xact: rows[0].Xact}
+	}
 	// Rows come back in draft order; a keyed draft whose row is not next was
 	// not inserted: its key is held.
 	results := make([]EnqueueResult, len(drafts))
@@ -212,12 +222,12 @@ func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, dr
 			continue
 		}
 		if d.DedupeKey == "" {
-			return nil, false, fmt.Errorf("outbox: enqueue many: draft %d has no row (statement returned %d rows for %d drafts)", i, len(rows), len(drafts))
+			return nil, batchSent{}, fmt.Errorf("outbox: enqueue many: draft %d has no row (statement returned %d rows for %d drafts)", i, len(rows), len(drafts))
 		}
 		held = append(held, i)
 	}
 	if len(held) == 0 {
-		return results, notified, nil
+		return results, sent, nil
 	}
 	lookup := db.MessageGetByDedupeKeysParams{Scope: s.scope}
 	for _, i := range held {
@@ -229,21 +239,21 @@ func (s *PostgresStore) insertMany(ctx context.Context, q, fresh *db.Queries, dr
 	}
 	holders, err := fresh.MessageGetByDedupeKeys(ctx, lookup)
 	if err != nil {
-		return nil, false, fmt.Errorf("outbox: enqueue many: reading the holders of dedupe keys: %w", err)
+		return nil, batchSent{}, fmt.Errorf("outbox: enqueue many: reading the holders of dedupe keys: %w", err)
 	}
 	if len(holders) != len(held) {
-		return nil, false, errHolderVanished
+		return nil, batchSent{}, errHolderVanished
 	}
 	for _, h := range holders {
 		i := held[h.Ordinal-1]
 		existing := toMessage(h.PgoutboxMessage)
 		if field := s.draftDiffers(drafts[i], h.PgoutboxMessage, existing, h.PayloadMatches); field != "" {
-			return nil, false, fmt.Errorf("outbox: enqueue many: draft %d: %w", i,
+			return nil, batchSent{}, fmt.Errorf("outbox: enqueue many: draft %d: %w", i,
 				&ConflictError{DedupeKey: drafts[i].DedupeKey, Field: field, Existing: existing})
 		}
 		results[i] = EnqueueResult{Message: existing, Deduplicated: true}
 	}
-	return results, notified, nil
+	return results, sent, nil
 }
 
 // firstKey is a batch's first dedupe key, to name one in an error.

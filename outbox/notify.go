@@ -20,16 +20,23 @@ type notice struct {
 	key     string // wakeup.Key of the message's scope, lane and target
 	payload string // "" when the statement does not notify
 	own     bool   // the statement commits on its own, when it ends
+	// watched: the statement runs in a caller's transaction and does not
+	// notify; the commit watcher does once the transaction commits.
+	watched bool
 }
 
 // notice decides whether an enqueue of lane and target notifies. The rules
-// and why are wakeup.Limiter's.
+// and why are wakeup.Limiter's; an enqueue in a caller's transaction leaves
+// its notification to the commit watcher when the store has one.
 func (s *PostgresStore) notice(lane, target string) notice {
 	if s.cfg.notifier == nil {
 		return notice{}
 	}
 	n := notice{key: wakeup.Key(s.scope, lane, target), own: !s.inTx()}
-	if !n.own || s.cfg.notifier.Allow(n.key) {
+	switch {
+	case !n.own && s.watch != nil:
+		n.watched = true
+	case !n.own || s.cfg.notifier.Allow(n.key):
 		n.payload = wakeup.Payload(n.key, s.cfg.notifier.Interval())
 	}
 	return n
@@ -40,7 +47,13 @@ func (s *PostgresStore) notice(lane, target string) notice {
 // insert that skipped its notification gets one of its own when the relays'
 // follow-up to the last one may already have passed. inserted is false when
 // nothing new was stored (a deduplicated enqueue): nothing to announce.
-func (s *PostgresStore) settle(ctx context.Context, n notice, notified, inserted bool) {
+// xact is the id of the statement's transaction, which the commit watcher
+// waits to see commit when the notice is watched.
+func (s *PostgresStore) settle(ctx context.Context, n notice, notified, inserted bool, xact int64) {
+	if n.watched && inserted {
+		s.watch.add(n.key, xact)
+		return
+	}
 	if !n.own || !inserted {
 		return
 	}

@@ -87,8 +87,10 @@ func WithNotify(on bool) Option {
 // carries the interval, and a woken relay claims again one interval later,
 // which finds the enqueues that skipped their own notification. Only
 // enqueues that commit when their statement ends (a store on a pool) skip
-// notifications; one inside a caller's transaction commits when the caller
-// says, so it always notifies.
+// notifications. One inside a caller's transaction commits when the caller
+// says: a store on a pool notifies for it once it sees the transaction
+// commit, at most d/2 later (see commitWatch); with d == 0, or a store on
+// a single connection, it notifies from inside the transaction.
 func WithNotifyInterval(d time.Duration) Option {
 	return func(c *config) { c.notifyInterval = max(d, 0) }
 }

@@ -32,6 +32,10 @@ type PostgresStore struct {
 	qf    *db.Queries
 	scope string
 	cfg   config
+	// watch notifies for enqueues in callers' transactions once they
+	// commit; nil when they notify themselves (see newCommitWatch). Shared
+	// by the store's WithTx and Scoped views.
+	watch *commitWatch
 }
 
 var _ Store = (*PostgresStore)(nil)
@@ -46,7 +50,8 @@ var _ Store = (*PostgresStore)(nil)
 // old sessions until they expire.
 func NewPostgresStore(conn db.DBTX, opts ...Option) *PostgresStore {
 	conn = guard(conn)
-	return &PostgresStore{conn: conn, q: db.New(conn), qf: queries(conn), cfg: newConfig(opts)}
+	cfg := newConfig(opts)
+	return &PostgresStore{conn: conn, q: db.New(conn), qf: queries(conn), cfg: cfg, watch: newCommitWatch(conn, cfg)}
 }
 
 // WithTx returns the same store (scope, clock, logger) running every call in
@@ -124,7 +129,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 		if err != nil {
 			return EnqueueResult{}, fmt.Errorf("outbox: enqueue: %w", err)
 		}
-		s.settle(ctx, n, row.Notified, true)
+		s.settle(ctx, n, row.Notified, true, row.Xact)
 		return EnqueueResult{Message: insertedMessage(d, injected, stored(row))}, nil
 	}
 	for range dedupeRetries {
@@ -134,7 +139,7 @@ func (s *PostgresStore) Enqueue(ctx context.Context, d Draft) (EnqueueResult, er
 			NotifyChannel: wakeup.Channel, NotifyPayload: n.payload,
 		})
 		if err == nil {
-			s.settle(ctx, n, row.Notified, true)
+			s.settle(ctx, n, row.Notified, true, row.Xact)
 			return EnqueueResult{Message: insertedMessage(d, injected, stored(db.MessageInsertRow(row)))}, nil
 		}
 		if !errors.Is(err, pgx.ErrNoRows) {

@@ -14,6 +14,9 @@
 -- @notify_channel (the store decides when to notify and what the payload
 -- says; see internal/wakeup). Postgres delivers the notification at commit,
 -- and only then, so a relay never wakes for a message it cannot yet see.
+-- xact is the transaction's id: for an enqueue in a caller's transaction
+-- the store notifies once it sees that transaction commit (see
+-- outbox/commitwatch.go).
 --
 -- Only what the server makes comes back: the id, the times, and the payload
 -- as jsonb keeps it (key order and whitespace are its own). The store fills
@@ -44,6 +47,7 @@ inserted AS (
     RETURNING id, payload, available_at, created_at
 )
 SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        CASE WHEN @notify_payload::text <> ''
             THEN pg_notify(@notify_channel::text, @notify_payload::text) IS NOT NULL
             ELSE false
@@ -86,6 +90,7 @@ inserted AS (
     RETURNING id, payload, available_at, created_at
 )
 SELECT i.id, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        CASE WHEN @notify_payload::text <> ''
             THEN pg_notify(@notify_channel::text, @notify_payload::text) IS NOT NULL
             ELSE false
@@ -154,6 +159,7 @@ inserted AS (
     RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
 )
 SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        n.notified::bigint AS notified
 FROM inserted AS i
 -- One notification per payload the caller passed (one per distinct scope,
@@ -220,6 +226,7 @@ inserted AS (
     RETURNING id, lane, target, dedupe_key, payload, available_at, created_at
 )
 SELECT i.id, i.lane, i.target, i.dedupe_key, i.payload::text AS payload, i.available_at, i.created_at,
+       pg_current_xact_id()::text::bigint AS xact,
        n.notified::bigint AS notified
 FROM inserted AS i
 -- One notification per payload the caller passed (one per distinct scope,

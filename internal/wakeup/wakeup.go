@@ -69,8 +69,10 @@ const legacyFollowUp = 20 * time.Millisecond
 // returned, i.e. committed, never when it is merely sent, and an enqueue that
 // skipped its notification but ended too long after the last committed one
 // asks for a notification of its own (Covered). An enqueue inside a caller's
-// transaction commits at a time the store never learns, so it always
-// notifies (Postgres sends one notification per transaction and payload).
+// transaction commits at a time its statement does not tell: the store
+// learns it by asking the server afterwards (see Pending), or, when it
+// cannot, notifies from inside the transaction (Postgres sends one
+// notification per transaction and payload).
 type Limiter struct {
 	interval time.Duration
 	now      func() time.Time
