@@ -38,8 +38,29 @@ func (q *Queries) NotifySend(ctx context.Context, arg NotifySendParams) error {
 	return err
 }
 
+const notifySendMany = `-- name: NotifySendMany :exec
+SELECT count(pg_notify($1::text, p.payload))
+FROM unnest($2::text[]) AS p(payload)
+`
+
+type NotifySendManyParams struct {
+	Channel  string
+	Payloads []string
+}
+
+// The commit watcher's notifications of one round, in one transaction: every
+// notifying commit holds NOTIFY's database-wide lock through its WAL flush.
+func (q *Queries) NotifySendMany(ctx context.Context, arg NotifySendManyParams) error {
+	_, err := q.db.Exec(ctx, notifySendMany, arg.Channel, arg.Payloads)
+	return err
+}
+
 const xactStatuses = `-- name: XactStatuses :many
-SELECT x.xact::bigint AS xact, coalesce(pg_xact_status(x.xact::text::xid8)::text, '')::text AS status
+SELECT x.xact::bigint AS xact,
+       coalesce(CASE WHEN x.xact::text::xid8 >= pg_snapshot_xmax(pg_current_snapshot())
+                     THEN 'in progress'
+                     ELSE pg_xact_status(x.xact::text::xid8)::text
+                END, '')::text AS status
 FROM unnest($1::bigint[]) AS x(xact)
 `
 
@@ -50,9 +71,14 @@ type XactStatusesRow struct {
 
 // Whether each of the caller transactions in @xacts (ids from
 // pg_current_xact_id) has committed: 'committed', 'aborted', 'in progress',
-// or ” once the id is too old for the server to know. The commit watcher
-// asks this to send a caller transaction's notification after it commits
-// (see outbox/commitwatch.go).
+// or ” once the id is too old for the server to know. An id at or past
+// this statement's snapshot xmax is reported in progress without asking
+// pg_xact_status, which raises an error for an id the server has not
+// assigned yet (the transaction ran on another server, or on a primary that
+// failed over to a standby behind it) and would fail the whole read; such a
+// transaction stays pending until the watcher gives up on it. The commit
+// watcher asks this to send a caller transaction's notification after it
+// commits (see outbox/commitwatch.go).
 func (q *Queries) XactStatuses(ctx context.Context, xacts []int64) ([]XactStatusesRow, error) {
 	rows, err := q.db.Query(ctx, xactStatuses, xacts)
 	if err != nil {

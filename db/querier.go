@@ -320,6 +320,9 @@ type Querier interface {
 	// the relays' follow-up to the last notification may already have passed
 	// (see internal/wakeup.Limiter).
 	NotifySend(ctx context.Context, arg NotifySendParams) error
+	// The commit watcher's notifications of one round, in one transaction: every
+	// notifying commit holds NOTIFY's database-wide lock through its WAL flush.
+	NotifySendMany(ctx context.Context, arg NotifySendManyParams) error
 	// Lock mode: bounds how long the batch's transaction may sit idle before the
 	// server ends it (releasing its row locks and the xmin horizon it holds), for
 	// this transaction only. It overrides a shorter server or role setting that
@@ -331,9 +334,14 @@ type Querier interface {
 	SessionReadOnly(ctx context.Context) (bool, error)
 	// Whether each of the caller transactions in @xacts (ids from
 	// pg_current_xact_id) has committed: 'committed', 'aborted', 'in progress',
-	// or '' once the id is too old for the server to know. The commit watcher
-	// asks this to send a caller transaction's notification after it commits
-	// (see outbox/commitwatch.go).
+	// or '' once the id is too old for the server to know. An id at or past
+	// this statement's snapshot xmax is reported in progress without asking
+	// pg_xact_status, which raises an error for an id the server has not
+	// assigned yet (the transaction ran on another server, or on a primary that
+	// failed over to a standby behind it) and would fail the whole read; such a
+	// transaction stays pending until the watcher gives up on it. The commit
+	// watcher asks this to send a caller transaction's notification after it
+	// commits (see outbox/commitwatch.go).
 	XactStatuses(ctx context.Context, xacts []int64) ([]XactStatusesRow, error)
 }
 

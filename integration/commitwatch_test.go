@@ -3,12 +3,15 @@ package integration
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 	"github.com/pgoutbox/pgoutbox/outbox"
@@ -141,5 +144,118 @@ func TestConcurrentCallersTransactionsAreAllHandled(t *testing.T) {
 		case <-deadline:
 			t.Fatalf("%d of %d messages handled (the relay polls once a minute)", len(seen), producers)
 		}
+	}
+}
+
+// The limiter counts notifications in real time, as relays follow up in real
+// time: a store whose injected clock stands still still notifies for a
+// caller's transaction that commits long after the last notification.
+func TestCallersTransactionNotifiedWithAFrozenClock(t *testing.T) {
+	f := newFixture(t)
+	listener := listen(t, f)
+	clk := newClock()
+	producer := outbox.NewPostgresStore(pgtestPool(t, f), outbox.WithClock(clk.Now))
+	f.enqueue(producer, draft(`0`))
+	if n := nextNotification(t, listener, prompt); n == nil {
+		t.Fatal("no notification for the first enqueue")
+	}
+	time.Sleep(200 * time.Millisecond) // beyond any follow-up; the injected clock does not move
+	tx, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.enqueue(producer.WithTx(tx), draft(`1`))
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := nextNotification(t, listener, prompt); n == nil {
+		t.Fatal("a caller's committed transaction was never notified")
+	}
+}
+
+// A keyed batch in a caller's transaction runs in a savepoint; the watcher
+// still waits for the top-level transaction.
+func TestCallersKeyedBatchNotifiedAfterCommit(t *testing.T) {
+	f := newFixture(t)
+	listener := listen(t, f)
+	producer := outbox.NewPostgresStore(pgtestPool(t, f))
+	tx, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := draft(`1`)
+	d.DedupeKey = "k"
+	if _, err := producer.WithTx(tx).EnqueueMany(f.ctx, []outbox.Draft{d, draft(`2`)}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if n := nextNotification(t, listener, 10*time.Millisecond); n != nil {
+		t.Fatalf("notified before the commit: %+v", n)
+	}
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := nextNotification(t, listener, prompt); n == nil {
+		t.Fatal("no notification after the commit")
+	}
+}
+
+// statementCounter counts the watcher's statements on a pool.
+type statementCounter struct{ reads, notifies atomic.Int32 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
+	switch {
+	case strings.Contains(d.SQL, "name: XactStatuses"):
+		c.reads.Add(1)
+	case strings.Contains(d.SQL, "name: NotifySend"):
+		c.notifies.Add(1)
+	}
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+// A transaction that stays open costs the watcher at most about ten reads a
+// second once it is a second old, and one committing for many scopes costs
+// one notifying statement, not one per scope.
+func TestCommitWatcherCosts(t *testing.T) {
+	f := newFixture(t)
+	cfg, err := pgxpool.ParseConfig(f.db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &statementCounter{}
+	cfg.ConnConfig.Tracer = c
+	pool, err := pgxpool.NewWithConfig(f.ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	producer := outbox.NewPostgresStore(pool)
+	tx, err := f.pool.Begin(f.ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const scopes = 50
+	for i := range scopes {
+		s, err := producer.Scoped("tenant-" + itoa(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.enqueue(s.WithTx(tx), draft(`1`))
+	}
+	time.Sleep(time.Second)
+	before := c.reads.Load()
+	time.Sleep(time.Second)
+	if reads := c.reads.Load() - before; reads > 15 {
+		t.Errorf("%d reads in the second second of an open transaction, want at most 15", reads)
+	}
+	if err := tx.Commit(f.ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, prompt, "the notification of the commit", func() bool { return c.notifies.Load() > 0 })
+	time.Sleep(200 * time.Millisecond)
+	if n := c.notifies.Load(); n != 1 {
+		t.Errorf("%d notifying statements for one commit in %d scopes, want 1", n, scopes)
 	}
 }

@@ -29,16 +29,18 @@ func newConfig(opts []Option) config {
 	for _, opt := range opts {
 		opt(&c)
 	}
-	// The limiter and the cursors measure intervals: on the injected clock
-	// when there is one, so that tests which move the clock move them too,
-	// and on the local clock otherwise (only durations, never compared with
-	// the database's timestamps).
+	// The cursors measure intervals: on the injected clock when there is
+	// one, so that tests which move the clock move them too, and on the
+	// local clock otherwise (only durations, never compared with the
+	// database's timestamps).
 	local := c.clock
 	if local == nil {
 		local = time.Now
 	}
 	if c.notify {
-		c.notifier = wakeup.NewLimiter(c.notifyInterval, local)
+		// Relays follow up on a notification after the interval in real
+		// time, whatever clock the store reads: so does the limiter.
+		c.notifier = wakeup.NewLimiter(c.notifyInterval, time.Now)
 	}
 	c.cursors = newClaimCursors(local)
 	c.plans = &planGeneration{now: local}
@@ -50,9 +52,9 @@ func newConfig(opts []Option) config {
 // The default, the database's clock, is what production wants: every relay,
 // on whatever host, measures leases and availability on the same clock. An
 // injected clock exists for deterministic tests (expire a lease by moving the
-// clock, not by sleeping); it also drives the store's own timers, the claim
-// cursor's rescans and the notification limiter. now == nil restores the
-// database's clock.
+// clock, not by sleeping); it also drives the claim cursor's rescans.
+// Notification intervals stay on real time, as relays follow up on it.
+// now == nil restores the database's clock.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) { c.clock = now }
 }
@@ -85,12 +87,13 @@ func WithNotify(on bool) Option {
 // enqueue. Spacing notifications keeps concurrent producers from queueing
 // behind NOTIFY's commit lock. Relays lose nothing by it: each notification
 // carries the interval, and a woken relay claims again one interval later,
-// which finds the enqueues that skipped their own notification. Only
-// enqueues that commit when their statement ends (a store on a pool) skip
-// notifications. One inside a caller's transaction commits when the caller
-// says: a store on a pool notifies for it once it sees the transaction
-// commit, at most d/2 later (see commitWatch); with d == 0, or a store on
-// a single connection, it notifies from inside the transaction.
+// which finds the enqueues that skipped their own notification. An enqueue
+// inside a caller's transaction commits when the caller says: a store on a
+// *pgxpool.Pool notifies for it from its own session once it sees the
+// transaction commit, usually within d/2 (see commitWatch), unless a
+// notification for the same scope, lane and target already covers it; with
+// d == 0, or a store on any other connection, it notifies from inside the
+// transaction.
 func WithNotifyInterval(d time.Duration) Option {
 	return func(c *config) { c.notifyInterval = max(d, 0) }
 }

@@ -23,7 +23,8 @@ const MaxPending = time.Hour
 // its commit must wake. A NOTIFY sent inside a caller's transaction would
 // make its commit wait for every other notifying commit (see Limiter); the
 // store sends the notification itself once the transaction has committed,
-// from a goroutine that Add starts and that runs while anything is pending.
+// from a goroutine that runs while anything is pending (Add tells its caller
+// when to start one).
 type Pending struct {
 	mu      sync.Mutex
 	xacts   map[int64]*pendingXact
@@ -64,6 +65,29 @@ func (p *Pending) Xacts() []int64 {
 		out = append(out, x)
 	}
 	return out
+}
+
+// Oldest returns how long the longest-waiting transaction has been pending
+// at now (0 when none is).
+func (p *Pending) Oldest(now time.Time) time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var oldest time.Duration
+	for _, x := range p.xacts {
+		oldest = max(oldest, now.Sub(x.since))
+	}
+	return oldest
+}
+
+// Drop forgets every pending transaction, for a watcher that gives up (its
+// pool closed, or the server has not answered for long); relays find their
+// messages at their poll. The watching goroutine must end; the next Add
+// starts another.
+func (p *Pending) Drop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	clear(p.xacts)
+	p.running = false
 }
 
 // Resolve applies the statuses read for some of the pending transactions

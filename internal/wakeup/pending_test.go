@@ -40,8 +40,25 @@ func TestPendingWakesOnceEachKeyOfCommittedTransactions(t *testing.T) {
 	if !p.Add(5, "e", t0) {
 		t.Fatal("Add after the set emptied must start a watcher")
 	}
+	if got := p.Oldest(t0.Add(time.Second)); got != time.Second {
+		t.Errorf("Oldest = %s, want 1s", got)
+	}
 	// Still in progress after MaxPending: forgotten.
 	if wake, done := p.Resolve(map[int64]string{5: StatusInProgress}, t0.Add(MaxPending)); wake != nil || !done {
 		t.Fatalf("expired: wake %v, done %v", wake, done)
+	}
+}
+
+func TestPendingDropForgetsEverything(t *testing.T) {
+	p := NewPending()
+	t0 := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	p.Add(1, "a", t0)
+	p.Add(2, "b", t0)
+	p.Drop()
+	if got := p.Xacts(); len(got) != 0 || p.Oldest(t0) != 0 {
+		t.Fatalf("after Drop: %v pending", got)
+	}
+	if !p.Add(3, "c", t0) {
+		t.Fatal("Add after Drop must start a watcher")
 	}
 }

@@ -59,10 +59,10 @@ const legacyFollowUp = 20 * time.Millisecond
 
 // Limiter decides which enqueues carry a NOTIFY. Every notifying transaction
 // holds a database-wide lock from its commit until its WAL is flushed, so
-// notifying commits run one at a time (measured in BENCHMARKS.md, "Enqueue
-// and NOTIFY"). One notification per interval wakes an idle relay just as
-// well, provided every enqueue that skipped its own notification commits
-// before the relay's follow-up to the last one.
+// notifying commits run one at a time (BENCHMARKS.md, "Figures behind design
+// choices"). One notification per interval wakes an idle relay just as well,
+// provided every enqueue that skipped its own notification commits before
+// the relay's follow-up to the last one.
 //
 // That holds only for enqueues that commit when their statement ends (a store
 // on a pool): the limiter counts a notification when its statement has
