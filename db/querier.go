@@ -194,7 +194,7 @@ type Querier interface {
 	// row would go through speculative insertion (an arbiter-index probe and
 	// one more WAL record per message) for a key no row carries.
 	// MessageInsertManyDeduplicated is this statement with the clause, and a
-	// test (db/statements_test.go) keeps the two otherwise the same.
+	// test (outbox/statements_test.go) keeps the two otherwise the same.
 	//
 	// Before inserting, the statement takes transaction-scoped advisory locks on
 	// @lock_ids: the batch's ordering keys (see MessageInsert), ascending (see

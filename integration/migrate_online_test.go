@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -138,12 +139,12 @@ func nonNilUUID(s []pgtype.UUID) []pgtype.UUID {
 	return s
 }
 
-// Migrations 2 and 3 run on a busy table without losing a message or
+// Migrations 2, 3 and 4 run on a busy table without losing a message or
 // holding up its traffic: while producers and relays of the first release
 // work on the table (their statements read from testdata), the schema
 // migrates to version 2; then, as in a rolling deploy, the new release's
-// producers and relays take over and the schema migrates to version 3
-// under their traffic. Every message produced is delivered exactly once,
+// producers and relays take over and the schema migrates to versions 3 and
+// 4 under their traffic. Every message produced is delivered exactly once,
 // and no statement of either release waited longer than the migrations'
 // lock timeout allows.
 func TestMigrationsRunOnlineUnderTraffic(t *testing.T) {
@@ -202,6 +203,10 @@ func TestMigrationsRunOnlineUnderTraffic(t *testing.T) {
 		t.Fatalf("migration 3 under traffic: %v", err)
 	}
 	time.Sleep(300 * time.Millisecond)
+	if err := outbox.MigrateTo(t.Context(), db, 4); err != nil {
+		t.Fatalf("migration 4 under traffic: %v", err)
+	}
+	time.Sleep(300 * time.Millisecond)
 	stop2()
 	producers.Wait()
 	total := o.produced.Load()
@@ -231,8 +236,12 @@ func TestMigrationsRunOnlineUnderTraffic(t *testing.T) {
 		t.Errorf("a statement of the traffic waited %s while the table migrated", slowest)
 	}
 	var version int64
-	if err := db.QueryRow(`SELECT max(version_id) FROM ` + outbox.MigrationTable).Scan(&version); err != nil || version != 3 {
-		t.Errorf("schema version %d (%v), want 3", version, err)
+	if err := db.QueryRow(`SELECT max(version_id) FROM ` + outbox.MigrationTable).Scan(&version); err != nil || version != 4 {
+		t.Errorf("schema version %d (%v), want 4", version, err)
+	}
+	var options []string
+	if err := pool.QueryRow(t.Context(), `SELECT reloptions FROM pg_class WHERE relname = 'pgoutbox_message'`).Scan(&options); err != nil || !slices.Contains(options, "fillfactor=50") {
+		t.Errorf("table options %v (%v), want fillfactor=50", options, err)
 	}
 	t.Logf("%d messages (%d by the first release), slowest statement %s, all delivered once",
 		total, phase1, time.Duration(o.slowest.Load()).Round(time.Millisecond))
@@ -292,4 +301,66 @@ func atVersion1(t *testing.T) (*sql.DB, *pgxpool.Pool) {
 		t.Fatal(err)
 	}
 	return db, pgtest.Pool(t, d.URL)
+}
+
+// Migration 4 waits for what holds the table's SHARE UPDATE EXCLUSIVE lock
+// (a VACUUM, an ANALYZE, an index built concurrently) without holding up
+// traffic: it gives up its lock request after 2 s, Migrate runs it again,
+// and it goes through once the lock is free.
+func TestFillfactorMigrationWaitsOutAVacuum(t *testing.T) {
+	t.Parallel()
+	db, pool := atVersion1(t)
+	if err := outbox.MigrateTo(t.Context(), db, 3); err != nil {
+		t.Fatal(err)
+	}
+	vacuum, err := pool.Begin(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The lock a running VACUUM holds.
+	if _, err := vacuum.Exec(t.Context(), `LOCK TABLE pgoutbox_message IN SHARE UPDATE EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(3 * time.Second)
+		_ = vacuum.Rollback(context.Background())
+	}()
+	store := outbox.NewPostgresStore(pool)
+	o := &onlineTraffic{t: t, handled: map[string]int{}}
+	ctx, stop := context.WithCancel(context.Background())
+	var producers sync.WaitGroup
+	producers.Add(1)
+	go func() {
+		defer producers.Done()
+		for ctx.Err() == nil {
+			err := o.timed(func() error {
+				_, err := store.Enqueue(context.Background(), outbox.Draft{Lane: "online", Target: "t", Payload: []byte(`{}`)})
+				return err
+			})
+			if err != nil {
+				o.fail(err)
+				return
+			}
+			o.produced.Add(1)
+		}
+	}()
+	started := time.Now()
+	err = outbox.MigrateTo(t.Context(), db, 4)
+	took := time.Since(started)
+	stop()
+	producers.Wait()
+	if err != nil {
+		t.Fatalf("migration 4 behind a vacuum: %v", err)
+	}
+	if took < 2*time.Second {
+		t.Errorf("migration 4 finished after %s, before the vacuum's lock was free", took)
+	}
+	for _, err := range o.errs {
+		t.Errorf("traffic failed: %v", err)
+	}
+	if slowest := time.Duration(o.slowest.Load()); slowest > time.Second {
+		t.Errorf("producers waited up to %s behind the migration", slowest)
+	}
+	t.Logf("migration 4 took %s behind a 3 s lock; %d messages produced meanwhile, the slowest insert %s",
+		took.Round(time.Millisecond), o.produced.Load(), time.Duration(o.slowest.Load()).Round(time.Millisecond))
 }

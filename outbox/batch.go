@@ -305,7 +305,9 @@ func insertedMessage(d Draft, h map[string]string, r insertedRow) Message {
 		AvailableAt: r.availableAt,
 		MaxAttempts: int(d.maxAttempts()),
 		CreatedAt:   r.createdAt,
-		UpdatedAt:   r.createdAt,
+		// Every insert statement sets updated_at from the same expression
+		// as created_at.
+		UpdatedAt: r.createdAt,
 	}
 }
 

@@ -34,12 +34,12 @@ func TestMigrateCommands(t *testing.T) {
 		{[]string{"version"}, "0"},
 		{[]string{"up-to", "2"}, "applied 00002_pgoutbox_ordering_headers.sql"},
 		{[]string{"version"}, "2"},
-		{[]string{"up"}, "applied 00003_pgoutbox_drop_due_idx.sql"},
+		{[]string{"up"}, "applied 00004_pgoutbox_fillfactor.sql"},
 		{[]string{"up"}, "schema is up to date"},
-		{[]string{"version"}, "3"},
+		{[]string{"version"}, "4"},
 		{[]string{"status"}, "applied"},
-		{[]string{"down"}, "rolled back 00003_pgoutbox_drop_due_idx.sql"},
-		{[]string{"version"}, "2"},
+		{[]string{"down"}, "rolled back 00004_pgoutbox_fillfactor.sql"},
+		{[]string{"version"}, "3"},
 	}
 	for i, s := range steps {
 		args := append([]string{"migrate", "--database-url", d.URL}, s.args...)

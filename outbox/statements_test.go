@@ -1,6 +1,7 @@
-package db
+package outbox
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
@@ -11,7 +12,11 @@ import (
 // record). Nothing else may differ, or a fix to one would miss the other.
 func TestInsertManyStatementsDifferOnlyInOnConflict(t *testing.T) {
 	const clause = "ON CONFLICT (scope, lane, target, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING"
-	plain, dedupe := statementBody(messageInsertMany), statementBody(messageInsertManyDeduplicated)
+	src, err := os.ReadFile("../queries/pgoutbox_message.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, dedupe := statement(t, string(src), "MessageInsertMany"), statement(t, string(src), "MessageInsertManyDeduplicated")
 	if strings.Contains(plain, "ON CONFLICT") {
 		t.Fatalf("MessageInsertMany has an ON CONFLICT clause:\n%s", plain)
 	}
@@ -23,11 +28,17 @@ func TestInsertManyStatementsDifferOnlyInOnConflict(t *testing.T) {
 	}
 }
 
-// statementBody is a generated statement without its name line and
+// statement returns the named query of a sqlc source file without its
 // comments, its whitespace collapsed.
-func statementBody(q string) string {
+func statement(t *testing.T, src, name string) string {
+	t.Helper()
+	_, rest, ok := strings.Cut(src, "-- name: "+name+" ")
+	if !ok {
+		t.Fatalf("no query %s", name)
+	}
+	rest, _, _ = strings.Cut(rest, "-- name: ")
 	var kept []string
-	for _, line := range strings.Split(q, "\n") {
+	for _, line := range strings.Split(rest, "\n")[1:] {
 		if i := strings.Index(line, "--"); i >= 0 {
 			line = line[:i]
 		}
