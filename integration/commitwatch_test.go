@@ -48,6 +48,25 @@ func nextNotification(t *testing.T, conn *pgx.Conn, within time.Duration) *pgcon
 	return n
 }
 
+// notifiedOnlyAfterCommit checks that listener hears nothing while tx,
+// which enqueued, stays open for several rounds of the commit watcher, then
+// commits tx and returns the notification that follows.
+func notifiedOnlyAfterCommit(t *testing.T, listener *pgx.Conn, tx pgx.Tx) *pgconn.Notification {
+	t.Helper()
+	time.Sleep(50 * time.Millisecond)
+	if n := nextNotification(t, listener, 10*time.Millisecond); n != nil {
+		t.Fatalf("a notification before the commit: %+v", n)
+	}
+	if err := tx.Commit(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	n := nextNotification(t, listener, prompt)
+	if n == nil {
+		t.Fatal("no notification after the commit")
+	}
+	return n
+}
+
 // Enqueues in a caller's transaction carry no NOTIFY of their own: a
 // notifying transaction holds a database-wide lock from its commit until
 // its WAL is flushed, which made concurrent producers commit one at a time.
@@ -67,17 +86,7 @@ func TestCallersTransactionsAreNotifiedAfterTheyCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.enqueue(producer.WithTx(tx), draft(`1`))
-	time.Sleep(50 * time.Millisecond) // several rounds of the watcher while the transaction is open
-	if n := nextNotification(t, listener, 10*time.Millisecond); n != nil {
-		t.Fatalf("a notification before the commit: %+v", n)
-	}
-	if err := tx.Commit(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	n := nextNotification(t, listener, prompt)
-	if n == nil {
-		t.Fatal("no notification after the commit")
-	}
+	n := notifiedOnlyAfterCommit(t, listener, tx)
 	if key, _, ok := wakeup.Parse(n.Payload); !ok || key != wakeup.Key("", outbox.LaneCanonical, outbox.TargetProtocolProjector) {
 		t.Errorf("payload %q", n.Payload)
 	}
@@ -188,16 +197,7 @@ func TestCallersKeyedBatchNotifiedAfterCommit(t *testing.T) {
 	if _, err := producer.WithTx(tx).EnqueueMany(f.ctx, []outbox.Draft{d, draft(`2`)}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(30 * time.Millisecond)
-	if n := nextNotification(t, listener, 10*time.Millisecond); n != nil {
-		t.Fatalf("notified before the commit: %+v", n)
-	}
-	if err := tx.Commit(f.ctx); err != nil {
-		t.Fatal(err)
-	}
-	if n := nextNotification(t, listener, prompt); n == nil {
-		t.Fatal("no notification after the commit")
-	}
+	notifiedOnlyAfterCommit(t, listener, tx)
 }
 
 // statementCounter counts the watcher's statements on a pool.

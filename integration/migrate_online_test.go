@@ -3,8 +3,11 @@ package integration
 import (
 	"context"
 	"database/sql"
+	"io/fs"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,6 +18,7 @@ import (
 
 	"github.com/pgoutbox/pgoutbox/internal/pgtest"
 	"github.com/pgoutbox/pgoutbox/outbox"
+	"github.com/pgoutbox/pgoutbox/schema"
 )
 
 // release1 reads a statement of the first release (integration/testdata).
@@ -363,4 +367,18 @@ func TestFillfactorMigrationWaitsOutAVacuum(t *testing.T) {
 	}
 	t.Logf("migration 4 took %s behind a 3 s lock; %d messages produced meanwhile, the slowest insert %s",
 		took.Round(time.Millisecond), o.produced.Load(), time.Duration(o.slowest.Load()).Round(time.Millisecond))
+}
+
+// latestVersion is the version of the last migration in schema/.
+func latestVersion(t *testing.T) int64 {
+	t.Helper()
+	names, err := fs.Glob(schema.Migrations(), "*.sql")
+	if err != nil || len(names) == 0 {
+		t.Fatalf("migrations: %v %v", names, err)
+	}
+	v, err := strconv.ParseInt(strings.SplitN(names[len(names)-1], "_", 2)[0], 10, 64)
+	if err != nil {
+		t.Fatalf("migration %s: %v", names[len(names)-1], err)
+	}
+	return v
 }
