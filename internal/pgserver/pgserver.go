@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 	"github.com/testcontainers/testcontainers-go/modules/postgres"
@@ -59,6 +60,10 @@ func Image() string {
 // External returns a Server for an already running PostgreSQL at url.
 func External(url string) *Server { return &Server{URL: url} }
 
+// shmSize is the container's /dev/shm: room for maintenance_work_mem's
+// default (64 MiB) in a parallel VACUUM, and more.
+const shmSize = 512 << 20
+
 // StartContainer starts PostgreSQL in a container of Image() with the given
 // settings (plus jit=off and room for 300 connections) and waits until it
 // accepts connections. It fails with the reason when no container can be
@@ -84,6 +89,11 @@ func StartContainer(ctx context.Context, settings Settings) (*Server, error) {
 		postgres.BasicWaitStrategies(),
 		testcontainers.WithCmd(cmd...),
 		testcontainers.WithLogger(tclog.NewNoopLogger()),
+		// Docker gives a container 64 MiB of /dev/shm, where PostgreSQL
+		// keeps dynamic shared memory: a parallel VACUUM of a large table
+		// asks for up to maintenance_work_mem there and failed with "could
+		// not resize shared memory segment" in the bench's growth scenario.
+		testcontainers.WithHostConfigModifier(func(hc *container.HostConfig) { hc.ShmSize = shmSize }),
 	)
 	if err != nil {
 		if c != nil {
