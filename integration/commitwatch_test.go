@@ -3,15 +3,12 @@ package integration
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgoutbox/pgoutbox/internal/wakeup"
 	"github.com/pgoutbox/pgoutbox/outbox"
@@ -200,37 +197,14 @@ func TestCallersKeyedBatchNotifiedAfterCommit(t *testing.T) {
 	notifiedOnlyAfterCommit(t, listener, tx)
 }
 
-// statementCounter counts the watcher's statements on a pool.
-type statementCounter struct{ reads, notifies atomic.Int32 }
-
-func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceQueryStartData) context.Context {
-	switch {
-	case strings.Contains(d.SQL, "name: XactStatuses"):
-		c.reads.Add(1)
-	case strings.Contains(d.SQL, "name: NotifySend"):
-		c.notifies.Add(1)
-	}
-	return ctx
-}
-
-func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
-
 // A transaction that stays open costs the watcher at most about ten reads a
 // second once it is a second old, and one committing for many scopes costs
 // one notifying statement, not one per scope.
 func TestCommitWatcherCosts(t *testing.T) {
 	f := newFixture(t)
-	cfg, err := pgxpool.ParseConfig(f.db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &statementCounter{}
-	cfg.ConnConfig.Tracer = c
-	pool, err := pgxpool.NewWithConfig(f.ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pool.Close)
+	pool, rec := tracedPool(t, f) // the watcher's session; the caller's transaction runs on f.pool
+	reads := func() int { return rec.count("-- name: XactStatuses ") }
+	notifies := func() int { return rec.count("-- name: NotifySend") }
 	producer := outbox.NewPostgresStore(pool)
 	tx, err := f.pool.Begin(f.ctx)
 	if err != nil {
@@ -245,17 +219,17 @@ func TestCommitWatcherCosts(t *testing.T) {
 		f.enqueue(s.WithTx(tx), draft(`1`))
 	}
 	time.Sleep(time.Second)
-	before := c.reads.Load()
+	before := reads()
 	time.Sleep(time.Second)
-	if reads := c.reads.Load() - before; reads > 15 {
+	if reads := reads() - before; reads > 15 {
 		t.Errorf("%d reads in the second second of an open transaction, want at most 15", reads)
 	}
 	if err := tx.Commit(f.ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, prompt, "the notification of the commit", func() bool { return c.notifies.Load() > 0 })
+	eventually(t, prompt, "the notification of the commit", func() bool { return notifies() > 0 })
 	time.Sleep(200 * time.Millisecond)
-	if n := c.notifies.Load(); n != 1 {
+	if n := notifies(); n != 1 {
 		t.Errorf("%d notifying statements for one commit in %d scopes, want 1", n, scopes)
 	}
 }

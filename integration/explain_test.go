@@ -42,6 +42,19 @@ func (r *recorder) last(prefix string) pgx.TraceQueryStartData {
 	return pgx.TraceQueryStartData{}
 }
 
+// count is how many statements starting with prefix were sent.
+func (r *recorder) count(prefix string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, c := range r.calls {
+		if strings.HasPrefix(c.SQL, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
 // The claim statement reads only the partial indexes: on a table with 100k
 // delivered and 10k pending messages it must not scan delivered rows.
 func TestClaimPlanUsesPartialIndexes(t *testing.T) {
